@@ -1,0 +1,34 @@
+"""Presegmenter backends chosen by name: torchvision (built in) or detectron2 (optional)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+from torch import nn
+
+from presegment.storage import load_model, resolve_model_folder
+
+BACKENDS = ("torchvision", "detectron2")
+
+
+def detectron2_available() -> bool:
+    """True when the optional detectron2 package can be imported."""
+    return importlib.util.find_spec("detectron2") is not None
+
+
+def load_presegmenter(backend: str, folder: str | os.PathLike | None, device: str = "auto") -> tuple[nn.Module, dict]:
+    """Load the presegmenter of `backend` from a model folder (None = shipped default).
+
+    Raises FileNotFoundError for a missing model and ImportError for an absent backend,
+    each with a one-line message.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown presegmenter backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "detectron2" and not detectron2_available():
+        raise ImportError("the detectron2 backend was selected but detectron2 is not installed; use backend 'torchvision'")
+    if backend == "detectron2":
+        raise ImportError("no detectron2 model folder format is defined in this version; use backend 'torchvision'")
+    device = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
+    return load_model(resolve_model_folder(folder), device)

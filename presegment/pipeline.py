@@ -1,0 +1,60 @@
+"""The fast path on one image: estimate nucleus size, rescale, presegment, scale back."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from presegment.predict import DetectConfig, segment
+from workflow.images import resize_image, scaled_shape, size_scale
+from workflow.labels import median_diameter, resize_labels
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Presegmentation:
+    """Labels at the image's own size, the median nucleus diameter used, and how it was found."""
+
+    labels: np.ndarray
+    diameter: float | None
+    scale: float
+    size_source: str  # "given", "estimated" or "unknown" (nothing found: unscaled fallback)
+
+
+def segment_at_scale(model: nn.Module, rgb8: np.ndarray, scale: float, cfg: DetectConfig) -> np.ndarray:
+    """Presegment `rgb8` resized by `scale`; labels come back at the original size."""
+    if abs(scale - 1.0) < 1e-3:
+        return segment(model, rgb8, cfg)
+    labels = segment(model, resize_image(rgb8, scaled_shape(rgb8.shape, scale)), cfg)
+    return resize_labels(labels, rgb8.shape[:2])
+
+
+def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, probe_scale: float = 1.0) -> float | None:
+    """Median nucleus diameter (original pixels) from a first pass at `probe_scale`, or None if nothing is found."""
+    return median_diameter(segment_at_scale(model, rgb8, probe_scale, cfg))
+
+
+def presegment(
+    model: nn.Module,
+    rgb8: np.ndarray,
+    target_diameter: float,
+    cfg: DetectConfig,
+    diameter: float | None = None,
+    probe_scale: float = 1.0,
+    scale_limits: tuple[float, float] = (0.1, 8.0),
+) -> Presegmentation:
+    """Segment nuclei so that the network sees them at `target_diameter` px.
+
+    Without a given `diameter` it is estimated by a first pass; when that finds nothing,
+    the image is segmented unscaled and `size_source` says so.
+    """
+    source = "given"
+    if diameter is None:
+        diameter = estimate_diameter(model, rgb8, cfg, probe_scale)
+        source = "estimated" if diameter is not None else "unknown"
+    scale = size_scale(diameter, target_diameter, *scale_limits)
+    return Presegmentation(segment_at_scale(model, rgb8, scale, cfg), diameter, scale, source)

@@ -1,0 +1,210 @@
+"""Training the Mask R-CNN presegmenter on size-normalised (image, labels) pairs.
+
+The caller rescales every pair so its median nucleus has the model's target diameter;
+this module samples augmented crops, optimises with warm-up + cosine decay, validates
+periodically with the DSB score, keeps the best model folder and a resumable checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from presegment.model import Architecture, build_model, count_parameters
+from presegment.predict import DetectConfig, segment
+from presegment.storage import save_model
+from workflow.augment import AugmentConfig, augment_pair
+from workflow.labels import relabel, remove_small
+from workflow.metrics import mean_scores, score_image
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of the presegmenter."""
+
+    iterations: int = 20000
+    batch_size: int = 4
+    crop_size: int = 256
+    optimizer: str = "adamw"  # or "sgd"
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 300
+    grad_clip: float = 10.0
+    min_object_pixels: int = 12  # objects cut smaller than this by a crop are not targets
+    val_every: int = 1000
+    val_limit: int | None = None  # validate on the first N val images only (None = all)
+    max_minutes: float | None = None  # stop (and validate) when this much time has passed
+    log_every: int = 50
+    seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+def make_target(labels: np.ndarray, min_pixels: int) -> dict[str, torch.Tensor]:
+    """torchvision detection target (boxes, labels, masks) from a label image."""
+    labels = remove_small(labels, min_pixels)
+    count = int(labels.max())
+    masks = np.stack([labels == k for k in range(1, count + 1)]) if count else np.zeros((0, *labels.shape), bool)
+    boxes = np.zeros((count, 4), np.float32)
+    for k, mask in enumerate(masks):
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        boxes[k] = (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1)
+    return {
+        "boxes": torch.from_numpy(boxes),
+        "labels": torch.ones(count, dtype=torch.int64),
+        "masks": torch.from_numpy(masks.astype(np.uint8)),
+    }
+
+
+class CropSampler:
+    """Random augmented crops, images drawn with probability proportional to their area."""
+
+    def __init__(self, pairs: list[Pair], cfg: TrainConfig, rng: np.random.Generator):
+        self.pairs, self.cfg, self.rng = pairs, cfg, rng
+        areas = np.array([image.shape[0] * image.shape[1] for image, _ in pairs], dtype=np.float64)
+        self.weights = areas / areas.sum()
+
+    def batch(self, device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+        images, targets = [], []
+        for index in self.rng.choice(len(self.pairs), size=self.cfg.batch_size, p=self.weights):
+            image, labels = augment_pair(*self.pairs[index], self.cfg.crop_size, self.rng, self.cfg.augment)
+            images.append(torch.from_numpy(image).permute(2, 0, 1).float().div(255).to(device))
+            targets.append({k: v.to(device) for k, v in make_target(relabel(labels), self.cfg.min_object_pixels).items()})
+        return images, targets
+
+
+def learning_rate_factor(iteration: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 1% of the base rate."""
+    if iteration < cfg.warmup_iterations:
+        return (iteration + 1) / cfg.warmup_iterations
+    progress = (iteration - cfg.warmup_iterations) / max(1, cfg.iterations - cfg.warmup_iterations)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=0.9, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use 'adamw' or 'sgd'")
+
+
+def validate(model: nn.Module, pairs: list[Pair], detect_cfg: DetectConfig) -> dict[str, float]:
+    """Mean DSB score, AP@0.5 etc. of the model on size-normalised validation pairs."""
+    model.eval()
+    scores = [score_image(labels, segment(model, image, detect_cfg)) for image, labels in pairs]
+    model.train()
+    return mean_scores(scores)
+
+
+def train(
+    train_pairs: list[Pair],
+    val_pairs: list[Pair],
+    arch: Architecture,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    card: dict,
+    device: torch.device | str = "cpu",
+    resume: bool = True,
+    initial_model: nn.Module | None = None,
+) -> dict:
+    """Train, validating every `val_every` iterations; returns the best validation figures.
+
+    `out_dir/checkpoint.pt` lets a rerun resume; `out_dir/model/` holds the best model.
+    `card` (training data description etc.) is written into the model's `model.json`.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = (initial_model or build_model(arch)).to(device).train()
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: learning_rate_factor(it, cfg))
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    state = {"iteration": 0, "best": None, "elapsed": 0.0, "history": []}
+    checkpoint_path = out_dir / "checkpoint.pt"
+    if resume and checkpoint_path.exists():
+        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        rng.bit_generator.state = saved["rng"]
+        state = saved["state"]
+        log.info("resumed from %s at iteration %d", checkpoint_path, state["iteration"])
+    sampler = CropSampler(train_pairs, cfg, rng)
+    val_subset = val_pairs[: cfg.val_limit] if cfg.val_limit else val_pairs
+    detect_cfg = DetectConfig()
+    started, running = time.monotonic() - state["elapsed"], {}
+
+    def checkpoint() -> None:
+        figures = validate(model, val_subset, detect_cfg)
+        entry = {"iteration": state["iteration"], "minutes": round(state["elapsed"] / 60, 1), **figures}
+        state["history"].append(entry)
+        log.info("validation at %d: DSB %.4f AP50 %.4f", state["iteration"], figures["dsb"], figures["ap50"])
+        if state["best"] is None or figures["dsb"] > state["best"]["dsb"]:
+            state["best"] = entry
+            save_model(out_dir / "model", model, arch, _card(card, cfg, state, device, model, len(train_pairs), len(val_subset)))
+        torch.save(
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "rng": rng.bit_generator.state, "state": state},
+            out_dir / ".checkpoint.part",
+        )
+        (out_dir / ".checkpoint.part").replace(checkpoint_path)
+
+    while state["iteration"] < cfg.iterations:
+        images, targets = sampler.batch(device)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            losses = model(images, targets)
+        total = sum(losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        state["iteration"] += 1
+        state["elapsed"] = time.monotonic() - started
+        for name, value in losses.items():
+            running[name] = running.get(name, 0.0) + float(value.detach())
+        if state["iteration"] % cfg.log_every == 0:
+            parts = " ".join(f"{k.replace('loss_', '')} {v / cfg.log_every:.3f}" for k, v in running.items())
+            log.info("it %d/%d lr %.2e %s (%.1f min)", state["iteration"], cfg.iterations, scheduler.get_last_lr()[0], parts, state["elapsed"] / 60)
+            running = {}
+        out_of_time = cfg.max_minutes is not None and state["elapsed"] > cfg.max_minutes * 60
+        if state["iteration"] % cfg.val_every == 0 or state["iteration"] == cfg.iterations or out_of_time:
+            checkpoint()
+        if out_of_time:
+            log.info("time limit of %.0f minutes reached at iteration %d", cfg.max_minutes, state["iteration"])
+            break
+    return state["best"]
+
+
+def _card(card: dict, cfg: TrainConfig, state: dict, device: torch.device, model: nn.Module, n_train: int, n_val: int) -> dict:
+    """The training part of `model.json`."""
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    return {
+        **card,
+        "parameters": count_parameters(model),
+        "training": {
+            "iterations": state["iteration"],
+            "wall_minutes": round(state["elapsed"] / 60, 1),
+            "hardware": hardware,
+            "train_images": n_train,
+            "settings": asdict(cfg),
+        },
+        "validation": {"images": n_val, "scale": "ground-truth median diameter", **state["best"]},
+    }

@@ -1,0 +1,27 @@
+import numpy as np
+
+from presegment.classic import ClassicConfig, estimate_diameter, segment
+from tests.synthetic import disks, nucleus_image
+from workflow.images import to_rgb8
+from workflow.metrics import score_image
+
+
+def test_classic_finds_separate_disks():
+    truth = disks((128, 128), radius=12)
+    labels = segment(to_rgb8(nucleus_image(truth)), ClassicConfig(), target_diameter=40.0)
+    assert labels.shape == truth.shape
+    assert score_image(truth, labels).dsb > 0.8
+
+
+def test_classic_splits_touching_disks_and_handles_dark_nuclei():
+    truth = disks((100, 140), centres=((50, 40), (50, 64), (50, 100)), radius=12)  # first two touch
+    image = nucleus_image(truth, bright=False)  # dark nuclei on a light background
+    labels = segment(to_rgb8(image), ClassicConfig(), target_diameter=40.0)
+    assert labels.max() == 3
+    assert score_image(truth, labels).ap50 == 1.0
+
+
+def test_classic_size_estimate_and_blank_image():
+    truth = disks(radius=10)
+    assert abs(estimate_diameter(to_rgb8(nucleus_image(truth)), ClassicConfig()) - 21) < 2
+    assert segment(np.zeros((50, 50, 3), np.uint8), ClassicConfig(), 40.0).max() == 0

@@ -1,0 +1,91 @@
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import DATA
+from tests.synthetic import disks, nucleus_image
+from workflow.cli import main
+from workflow.labels import read_labels, write_labels
+
+
+def test_help_lists_every_subcommand():
+    result = subprocess.run([sys.executable, "-m", "workflow.cli", "--help"], capture_output=True, text=True, check=True)
+    for command in ("evaluate", "predict", "train-presegment", "train", "param-search", "cluster"):
+        assert command in result.stdout
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """Two synthetic images, their ground truth, and a real DSB image with its mask."""
+    images, truth = tmp_path / "my images ä", tmp_path / "truth"
+    images.mkdir()
+    for k, centres in enumerate((((30, 30), (30, 90), (90, 60)), ((40, 40), (90, 90)))):
+        labels = disks((128, 128), centres, 12)
+        cv2.imwrite(str(images / f"img{k}.png"), nucleus_image(labels, seed=k))
+        write_labels(truth / f"img{k}.tif", labels)
+    real = next((DATA / "images").glob("*.png"))
+    shutil.copy(real, images / real.name)
+    shutil.copy(DATA / "masks" / f"{real.stem}.tif", truth / f"{real.stem}.tif")
+    return images, truth
+
+
+def test_classic_predict_evaluate_and_resume(folders, tmp_path, capsys):
+    images, truth = folders
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic"]) == 0
+    written = sorted(p.name for p in (out / "labels").iterdir())
+    assert written == sorted(p.stem + ".tif" for p in images.iterdir())
+    config = json.loads((out / "config.json").read_text())
+    assert config["size"]["target_diameter"] == 40.0
+    sizes = list(csv.DictReader((out / "sizes.csv").open()))
+    assert {row["image"]: int(row["count"]) for row in sizes}["img0"] == 3
+
+    first = read_labels(out / "labels" / "img0.tif")
+    (out / "labels" / "img1.tif").unlink()  # as if the run had been killed before img1
+    mtime = (out / "labels" / "img0.tif").stat().st_mtime_ns
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic"]) == 0
+    assert (out / "labels" / "img0.tif").stat().st_mtime_ns == mtime  # skipped, not redone
+    assert (out / "labels" / "img1.tif").is_file()
+    np.testing.assert_array_equal(read_labels(out / "labels" / "img0.tif"), first)
+
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "labels"), str(truth), "--csv", str(tmp_path / "scores.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "mean DSB score" in printed
+    rows = list(csv.DictReader((tmp_path / "scores.csv").open()))
+    assert rows[-1]["image"] == "mean" and len(rows) == 4
+    assert float(next(r for r in rows if r["image"] == "img0")["dsb"]) > 0.8
+
+
+def test_evaluate_counts_missing_predictions_as_empty(folders, tmp_path, caplog):
+    _, truth = folders
+    pred = tmp_path / "pred"
+    write_labels(pred / "img0.tif", read_labels(truth / "img0.tif"))
+    assert main(["evaluate", str(pred), str(truth), "--csv", str(tmp_path / "s.csv")]) == 0
+    rows = {r["image"]: r for r in csv.DictReader((tmp_path / "s.csv").open())}
+    assert float(rows["img0"]["dsb"]) == 1.0 and float(rows["img1"]["dsb"]) == 0.0
+    assert "no prediction" in caplog.text
+
+
+def test_bad_image_in_batch_fails_alone(folders, tmp_path, caplog):
+    images, _ = folders
+    (images / "broken.png").write_text("not an image")
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic"]) == 1
+    assert "broken.png: cannot be decoded" in caplog.text
+    assert (out / "labels" / "img0.tif").is_file() and not (out / "labels" / "broken.tif").exists()
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path, caplog):
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty"), "-o", str(tmp_path / "o"), "--method", "classic"]) == 2
+    assert "no images found" in caplog.text
+    assert main(["predict", str(tmp_path), "-o", str(tmp_path / "o"), "--set", "size.nope=1"]) == 2
+    assert main(["param-search"]) == 2
+    assert "not yet available" in caplog.text

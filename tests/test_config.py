@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from workflow.config import NucflowConfig, load_config
+from workflow.files import InputError
+
+
+def test_defaults_follow_the_reference():
+    cfg = load_config()
+    assert cfg.size.target_diameter == 40.0
+    assert cfg.presegment.detect.score_threshold == 0.7
+    assert cfg.presegment.detect.nms_threshold == 0.35
+    assert cfg.presegment.detect.max_instances == 800
+
+
+def test_file_then_flags_override(tmp_path):
+    (tmp_path / "c.yaml").write_text("size:\n  target_diameter: 32\npresegment:\n  detect:\n    score_threshold: 0.5\n")
+    cfg = load_config(tmp_path / "c.yaml", ["size.target_diameter=24", "presegment.train.val_limit=null", "input.stretch_percentiles=[1, 99]"])
+    assert cfg.size.target_diameter == 24.0 and isinstance(cfg.size.target_diameter, float)
+    assert cfg.presegment.detect.score_threshold == 0.5
+    assert cfg.presegment.train.val_limit is None
+    assert cfg.input.stretch_percentiles == (1.0, 99.0)
+
+
+def test_json_config_and_save_roundtrip(tmp_path):
+    cfg = load_config(overrides=["size.diameter=17.5"])
+    path = cfg.save(tmp_path)
+    assert path.name == "config.json"
+    again = load_config(path)
+    assert again == cfg and again.size.diameter == 17.5
+    assert json.loads(path.read_text())["size"]["diameter"] == 17.5
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("size.target_diameterr=3", "unknown config key"),
+        ("size.target_diameter=big", "expected float"),
+        ("presegment.train.iterations=1.5", "expected int"),
+        ("nosuchthing", "bad override"),
+        ("size=3", "must be a mapping"),
+    ],
+)
+def test_bad_overrides_give_clear_errors(override, message):
+    with pytest.raises(InputError, match=message):
+        load_config(overrides=[override])
+
+
+def test_bad_config_file(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        load_config(tmp_path / "bad.json")
+    with pytest.raises(InputError, match="cannot read config file"):
+        load_config(tmp_path / "missing.yaml")
+    assert isinstance(NucflowConfig().to_dict()["presegment"]["architecture"], dict)

@@ -1,0 +1,158 @@
+import cv2
+import numpy as np
+import pytest
+import tifffile
+
+from workflow.files import InputError, list_images
+from workflow.images import read_image, resize_image, size_scale, to_rgb8
+
+
+def write_png(path, array):
+    """Write via OpenCV, which expects BGR(A) order."""
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR if array.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    assert cv2.imwrite(str(path), array)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".tif"])
+def test_gray_8bit_reads_as_2d(tmp_path, rng, suffix):
+    image = rng.integers(0, 255, (20, 30), dtype=np.uint8)
+    path = tmp_path / f"a{suffix}"
+    tifffile.imwrite(path, image) if suffix == ".tif" else write_png(path, image)
+    out = read_image(path)
+    assert out.shape == (20, 30) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, image)
+
+
+def test_rgb_png_keeps_rgb_order(tmp_path):
+    image = np.zeros((10, 12, 3), np.uint8)
+    image[..., 0] = 200  # red
+    write_png(tmp_path / "red.png", image)
+    out = read_image(tmp_path / "red.png")
+    assert out.shape == (10, 12, 3)
+    assert out[..., 0].min() == 200 and out[..., 1:].max() == 0
+
+
+def test_rgba_png_and_alpha_dropped_for_network(tmp_path):
+    image = np.zeros((10, 12, 4), np.uint8)
+    image[..., 1] = 90
+    image[..., 3] = 255
+    write_png(tmp_path / "rgba.png", image)
+    out = read_image(tmp_path / "rgba.png")
+    assert out.shape == (10, 12, 4)
+    net = to_rgb8(out)
+    assert net.shape == (10, 12, 3) and net.dtype == np.uint8 and net[..., 1].min() == 90
+
+
+def test_jpeg_reads(tmp_path, rng):
+    image = np.full((16, 16, 3), 120, np.uint8)
+    write_png(tmp_path / "a.jpg", image)
+    out = read_image(tmp_path / "a.jpg")
+    assert out.shape == (16, 16, 3) and abs(int(out.mean()) - 120) <= 2
+
+
+def test_16bit_png_and_tiff_are_stretched_per_channel(tmp_path, rng):
+    image = rng.integers(1000, 3000, (40, 40), dtype=np.uint16)
+    write_png(tmp_path / "a.png", image)
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    for name in ("a.png", "a.tif"):
+        out = read_image(tmp_path / name)
+        assert out.dtype == np.uint16
+        np.testing.assert_array_equal(out, image)
+        net = to_rgb8(out)
+        assert net.shape == (40, 40, 3) and net.dtype == np.uint8
+        assert net.min() == 0 and net.max() == 255  # dim 16-bit data uses the full 8-bit range
+        np.testing.assert_array_equal(net[..., 0], net[..., 2])
+
+
+def test_16bit_rgb_tiff_stretches_channels_independently(tmp_path):
+    image = np.zeros((8, 8, 3), np.uint16)
+    image[..., 0] = np.arange(64).reshape(8, 8) * 10
+    image[..., 1] = np.arange(64).reshape(8, 8) * 1000
+    out = to_rgb8(read_image(_tiff(tmp_path / "rgb.tif", image)), percentiles=(0, 100))
+    np.testing.assert_array_equal(out[..., 0], out[..., 1])  # both channels span 0..255
+    assert out[..., 2].max() == 0
+
+
+def _tiff(path, array, **kwargs):
+    tifffile.imwrite(path, array, **kwargs)
+    return path
+
+
+def test_planar_rgb_tiff_moves_channels_last(tmp_path):
+    image = np.zeros((3, 10, 12), np.uint8)
+    image[2] = 77
+    out = read_image(_tiff(tmp_path / "planar.tif", image, photometric="rgb", planarconfig="separate"))
+    assert out.shape == (10, 12, 3) and out[..., 2].min() == 77
+
+
+def test_constant_16bit_image_gives_black_input(tmp_path):
+    out = to_rgb8(np.full((10, 10), 500, np.uint16))
+    assert out.shape == (10, 10, 3) and out.max() == 0
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (lambda p: p.write_text("this is not an image"), "cannot be decoded"),
+    ],
+)
+def test_bad_png_files_raise_one_line_errors(tmp_path, make, message):
+    path = tmp_path / "bad image ü.png"
+    make(path)
+    with pytest.raises(InputError) as error:
+        read_image(path)
+    assert message in str(error.value) and path.name in str(error.value) and "\n" not in str(error.value)
+
+
+def test_truncated_png_is_rejected(tmp_path, rng):
+    path = tmp_path / "t.png"
+    write_png(path, rng.integers(0, 255, (64, 64), dtype=np.uint8))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="truncated|cannot be decoded"):
+        read_image(path)
+
+
+def test_truncated_tiff_is_rejected(tmp_path, rng):
+    path = _tiff(tmp_path / "t.tif", rng.integers(0, 255, (64, 64), dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(InputError, match="cannot be read as TIFF"):
+        read_image(path)
+
+
+def test_3d_stack_is_rejected(tmp_path):
+    path = _tiff(tmp_path / "stack.tif", np.zeros((5, 16, 16), np.uint16))
+    with pytest.raises(InputError, match="stack"):
+        read_image(path)
+
+
+def test_unknown_suffix_missing_file_and_tiny_image(tmp_path):
+    (tmp_path / "a.gif").write_bytes(b"GIF89a")
+    with pytest.raises(InputError, match="unknown image format"):
+        read_image(tmp_path / "a.gif")
+    with pytest.raises(InputError, match="file not found"):
+        read_image(tmp_path / "nope.png")
+    write_png(tmp_path / "one.png", np.zeros((1, 1), np.uint8))
+    with pytest.raises(InputError, match="too small"):
+        read_image(tmp_path / "one.png")
+
+
+def test_list_images_sorts_filters_and_rejects_empty_folder(tmp_path):
+    with pytest.raises(InputError, match="no images found"):
+        list_images(tmp_path)
+    for name in ("b.png", "a.tif", "notes.txt", ".hidden.png"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in list_images(tmp_path)] == ["a.tif", "b.png"]
+    with pytest.raises(InputError, match="not a folder"):
+        list_images(tmp_path / "missing")
+
+
+def test_resize_and_size_scale():
+    image = np.zeros((10, 20, 3), np.uint8)
+    assert resize_image(image, (20, 40)).shape == (20, 40, 3)
+    assert resize_image(image[..., 0], (5, 10)).shape == (5, 10)
+    assert size_scale(20.0, 40.0) == 2.0
+    assert size_scale(None, 40.0) == 1.0
+    assert size_scale(1.0, 40.0, max_scale=8.0) == 8.0

@@ -1,0 +1,103 @@
+"""The `nucflow` command: parses arguments and calls the library; no segmentation logic here."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from workflow import __version__
+from workflow.files import InputError
+
+log = logging.getLogger("nucflow")
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML or JSON file overriding the default settings")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override one setting, e.g. --set size.target_diameter=32 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nucflow", description="Segment cell nuclei in microscopy images of any kind.")
+    parser.add_argument("--version", action="version", version=f"nucflow {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    evaluate = commands.add_parser("evaluate", help="score predicted label images against ground truth (DSB 2018 metric)")
+    evaluate.add_argument("pred_dir", help="folder of predicted label images")
+    evaluate.add_argument("gt_dir", help="folder of ground-truth label images (matched by file stem)")
+    evaluate.add_argument("--csv", metavar="FILE", help="write the per-image table as CSV")
+
+    predict = commands.add_parser("predict", help="segment every image of a folder into uint16 label TIFFs")
+    predict.add_argument("images", help="folder of images (png, tif, bmp, jpg)")
+    predict.add_argument("-o", "--out", required=True, help="output folder")
+    mode = predict.add_mutually_exclusive_group()
+    mode.add_argument("--method", choices=["classic", "fast", "full"], default="fast", help="segmentation method (default: fast)")
+    mode.add_argument("--fast", dest="method", action="store_const", const="fast", help="Mask R-CNN presegmentation only")
+    mode.add_argument("--full", dest="method", action="store_const", const="full", help="refined prediction")
+    predict.add_argument("--diameter", type=float, help="median nucleus diameter in pixels (skips the size estimate)")
+    predict.add_argument("--model", help="presegmenter model folder (default: the shipped model)")
+    predict.add_argument("--overwrite", action="store_true", help="redo images that already have an output")
+    _add_config_options(predict)
+
+    train_presegment = commands.add_parser("train-presegment", help="train the Mask R-CNN presegmenter")
+    train_presegment.add_argument("data", help="folder with images/, masks/ and split.csv (train/val)")
+    train_presegment.add_argument("-o", "--out", required=True, help="run folder (checkpoint, config, best model)")
+    train_presegment.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    train_presegment.add_argument("--start-from", metavar="MODEL", help="fine-tune this model folder instead of starting from scratch")
+    _add_config_options(train_presegment)
+
+    for name, issue_help in (
+        ("train", "train on your own images (style transfer + fine-tuning)"),
+        ("param-search", "tune post-processing parameters on a validation set"),
+        ("cluster", "group images by visual style"),
+    ):
+        later = commands.add_parser(name, help=f"{issue_help} [not yet available]")
+        later.add_argument("args", nargs="*")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `nucflow` console command; returns the exit status."""
+    from workflow.runtime import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose - args.quiet)
+    try:
+        return _dispatch(args)
+    except InputError as error:
+        log.error("%s", error)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted; finished outputs are kept, a rerun continues where this one stopped")
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "evaluate":
+        from workflow.evaluate import evaluate_folders
+
+        return evaluate_folders(args.pred_dir, args.gt_dir, args.csv)
+    if args.command in ("predict", "train-presegment"):
+        from workflow.config import load_config
+
+        cfg = load_config(args.config, args.overrides)
+        if args.command == "predict":
+            from workflow.predict import predict_folder
+
+            return predict_folder(args.images, args.out, cfg, args.method, args.diameter, args.model, args.overwrite)
+        from workflow.training import train_presegmenter
+
+        best = train_presegmenter(args.data, args.out, cfg, resume=not args.restart, start_from=args.start_from)
+        log.info("best validation: %s", best)
+        return 0
+    log.error("'nucflow %s' is not yet available in this version", args.command)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""One typed configuration object for every nucflow run.
+
+Defaults live in the dataclasses below; a YAML or JSON file overrides them, then
+``--set section.key=value`` flags override the file. The resolved object is saved as
+``config.json`` beside every output so a run can be reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from presegment.classic import ClassicConfig
+from presegment.config import PresegmentConfig
+from workflow.files import InputError, write_json
+
+
+@dataclass
+class InputConfig:
+    """How any image becomes the networks' 8-bit RGB input."""
+
+    stretch_percentiles: tuple[float, float] = (0.1, 99.9)
+
+
+@dataclass
+class SizeConfig:
+    """Nucleus-size normalisation: images are rescaled so the median nucleus has `target_diameter`."""
+
+    target_diameter: float = 40.0
+    diameter: float | None = None  # the user's median nucleus diameter in pixels; None = estimate
+    min_scale: float = 0.1
+    max_scale: float = 8.0
+
+
+@dataclass
+class NucflowConfig:
+    """Every setting of a nucflow run, grouped by stage."""
+
+    input: InputConfig = field(default_factory=InputConfig)
+    size: SizeConfig = field(default_factory=SizeConfig)
+    classic: ClassicConfig = field(default_factory=ClassicConfig)
+    presegment: PresegmentConfig = field(default_factory=PresegmentConfig)
+    device: str = "auto"  # "auto" (GPU when there is one), "cpu", "cuda", "cuda:1", ...
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write the resolved configuration as `<out_dir>/config.json`."""
+        path = Path(out_dir) / "config.json"
+        write_json(path, self.to_dict())
+        return path
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> NucflowConfig:
+    """Defaults, then the YAML/JSON file at `path`, then `section.key=value` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_config_file(Path(path))
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key.strip():
+            raise InputError(None, f"bad override {override!r}: expected section.key=value")
+        *sections, name = key.strip().split(".")
+        node = data
+        for section in sections:
+            node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                raise InputError(None, f"bad override {override!r}: {section!r} is not a section")
+        node[name] = yaml.safe_load(raw)
+    return _build(NucflowConfig, data, "")
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise InputError(path, f"cannot read config file ({error.strerror})") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as error:
+        raise InputError(path, f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {str(error).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(path, "config file must hold a mapping of sections")
+    return data
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Instantiate dataclass `cls` from `data`, checking names and coercing types."""
+    if not isinstance(data, dict):
+        raise InputError(None, f"config section {where.rstrip('.') or 'root'!r} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InputError(None, f"unknown config key {where}{unknown[0]!r}; known: {', '.join(sorted(names))}")
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, f"{where}{name}.")
+        else:
+            values[name] = _coerce(hint, value, f"{where}{name}")
+    defaults = cls()
+    for name in names - set(values):
+        values[name] = getattr(defaults, name)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    """Convert a parsed value to the field's declared type, or say which key is wrong."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if value is None and type(None) in args:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        candidates = [a for a in args if a is not type(None)]
+        for candidate in candidates:
+            try:
+                return _coerce(candidate, value, key)
+            except InputError:
+                continue
+        raise InputError(None, f"config key {key!r}: cannot use {value!r}")
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, (list, tuple)):
+            raise InputError(None, f"config key {key!r}: expected a list, got {value!r}")
+        return tuple(_coerce(args[0], v, key) for v in value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise InputError(None, f"config key {key!r}: expected {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, key) for a, v in zip(args, value))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise InputError(None, f"config key {key!r}: expected a list, got {value!r}")
+        return [_coerce(args[0], v, key) for v in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise InputError(None, f"config key {key!r}: expected true/false, got {value!r}")
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (hint is int and value != int(value)):
+            raise InputError(None, f"config key {key!r}: expected {hint.__name__}, got {value!r}")
+        return hint(value)
+    if hint is str:
+        return str(value)
+    return value

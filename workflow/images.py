@@ -1,0 +1,146 @@
+"""Reading microscopy images and converting them to the networks' input.
+
+Array layout returned by `read_image`: 2-D ``(H, W)`` for gray images, 3-D ``(H, W, C)``
+with C = 3 (RGB) or 4 (RGBA) for colour images, channels in RGB order; the dtype is the
+file's own (uint8 or uint16 usually; other numeric types are kept as they are).
+`to_rgb8` turns any of these into the one input the networks see: ``(H, W, 3)`` uint8.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+
+from workflow.files import IMAGE_SUFFIXES, InputError
+
+STACK_AXES = set("ZTQIR")  # tifffile axis letters that make an image a stack, not a plane
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read one 2-D image (png, tif/tiff, bmp, jpg) as (H, W) or (H, W, 3|4), RGB order.
+
+    Raises `InputError` with a one-line message for a missing, empty, truncated,
+    non-image or multi-plane (3-D stack) file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise InputError(path, f"unknown image format {suffix or '(no suffix)'!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise InputError(path, "empty file (0 bytes)")
+    image = _read_tiff(path) if suffix in (".tif", ".tiff") else _read_raster(path)
+    return _validate(path, image)
+
+
+def _read_raster(path: Path) -> np.ndarray:
+    """PNG/BMP/JPEG through OpenCV (keeps 16-bit and alpha), converted to RGB order."""
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise InputError(path, "cannot be decoded: not an image, or a corrupt/truncated file")
+    if path.suffix.lower() == ".png" and not _png_is_complete(data):
+        raise InputError(path, "truncated PNG (the file ends before its last chunk)")
+    if image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    elif image.ndim == 3 and image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    return image
+
+
+def _png_is_complete(data: np.ndarray) -> bool:
+    """A complete PNG ends with the 12-byte IEND chunk; OpenCV decodes truncated ones silently."""
+    return data.size >= 12 and bytes(data[-12:-4]) == b"\x00\x00\x00\x00IEND"
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """TIFF through tifffile; rejects stacks, moves planar channels last."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes = series.axes
+            image = series.asarray()
+    except Exception as error:  # tifffile raises many types for corrupt files
+        raise InputError(path, f"cannot be read as TIFF ({type(error).__name__}: {error})") from None
+    shape = dict(zip(axes, image.shape))
+    stack = {a: n for a, n in shape.items() if a in STACK_AXES and n > 1}
+    if stack:
+        raise InputError(path, f"is a {image.ndim}-D stack (axes {axes}, shape {image.shape}); give one 2-D image per file")
+    image = np.squeeze(image)
+    if image.ndim == 3 and image.shape[0] in (2, 3, 4) and image.shape[-1] > 4:
+        image = np.moveaxis(image, 0, -1)  # planar (C, H, W) -> (H, W, C)
+    return image
+
+
+def _validate(path: Path, image: np.ndarray) -> np.ndarray:
+    """Check the decoded array is one plane with 1-4 channels and a numeric dtype."""
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise InputError(path, f"unsupported pixel type {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 2:  # gray + alpha
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise InputError(path, f"wrong dimensions {image.shape}; expected (H, W) gray or (H, W, 3|4) colour")
+    if min(image.shape[:2]) < 2:
+        raise InputError(path, f"image too small ({image.shape[0]}x{image.shape[1]} pixels)")
+    return image
+
+
+def to_rgb8(image: np.ndarray, percentiles: tuple[float, float] = (0.1, 99.9)) -> np.ndarray:
+    """Network input: (H, W, 3) uint8. Gray is repeated to 3 channels and alpha dropped;
+    8-bit data is kept as is, anything else (16-bit, float) is stretched per channel
+    between the given percentiles so dim 16-bit images use the full range.
+    """
+    if image.ndim == 2:
+        image = image[:, :, None]
+    image = image[:, :, :3]
+    if image.dtype != np.uint8:
+        image = _stretch_per_channel(image, percentiles)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return np.ascontiguousarray(image)
+
+
+def _stretch_per_channel(image: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
+    """Map each channel's [low, high] percentile range linearly onto 0..255."""
+    out = np.empty(image.shape, dtype=np.uint8)
+    for c in range(image.shape[2]):
+        channel = image[:, :, c].astype(np.float32)
+        low, high = np.percentile(channel, percentiles)
+        if high <= low:
+            high = channel.max()
+            low = channel.min()
+        scale = 255.0 / (high - low) if high > low else 0.0
+        out[:, :, c] = np.clip((channel - low) * scale, 0, 255).round().astype(np.uint8)
+    return out
+
+
+def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize an image to (H, W): area interpolation to shrink, cubic to enlarge."""
+    height, width = shape
+    shrinking = height * width < image.shape[0] * image.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    resized = cv2.resize(image, (width, height), interpolation=interpolation)
+    if image.ndim == 3 and resized.ndim == 2:
+        resized = resized[:, :, None]
+    return resized
+
+
+def scaled_shape(shape: tuple[int, ...], factor: float) -> tuple[int, int]:
+    """(H, W) of an image of `shape` scaled by `factor`, at least 1 pixel each."""
+    return max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor))
+
+
+def size_scale(diameter: float | None, target_diameter: float, min_scale: float = 0.1, max_scale: float = 8.0) -> float:
+    """Factor that brings a median nucleus of `diameter` px to `target_diameter` px (1.0 if unknown)."""
+    if diameter is None or diameter <= 0:
+        return 1.0
+    return float(np.clip(target_diameter / diameter, min_scale, max_scale))

@@ -1,0 +1,144 @@
+"""Label images: uint16 TIFF I/O, the Kaggle DSB folder importer, run-length codes and
+small label-image helpers that scikit-image does not provide as such.
+
+A label image is a 2-D integer array, 0 = background, k > 0 = object k.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+from scipy import ndimage as ndi
+from skimage.measure import regionprops
+from skimage.segmentation import relabel_sequential
+
+from workflow.files import InputError, atomic_path
+from workflow.images import read_image
+
+MAX_LABEL = np.iinfo(np.uint16).max
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read a label image (any 2-D integer image file) as int32; rejects float or negative labels."""
+    path = Path(path)
+    labels = read_image(path)
+    if labels.ndim != 2:
+        raise InputError(path, f"a label image must be 2-D gray, got shape {labels.shape}")
+    if np.issubdtype(labels.dtype, np.floating):
+        raise InputError(path, f"label image has float pixels ({labels.dtype}); labels must be integers")
+    if labels.min() < 0:
+        raise InputError(path, "label image has negative labels")
+    return labels.astype(np.int32)
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
+    """Write a label image as a compressed uint16 TIFF (opens in Fiji and napari), atomically."""
+    if labels.ndim != 2:
+        raise ValueError(f"label image must be 2-D, got shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL):
+        labels = relabel(labels)
+        if labels.max() > MAX_LABEL:
+            raise ValueError(f"{labels.max()} objects do not fit in a uint16 label image")
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, labels.astype(np.uint16), compression="zlib", photometric="minisblack")
+
+
+def relabel(labels: np.ndarray) -> np.ndarray:
+    """Renumber objects 1..n in order of their old labels (background stays 0)."""
+    return relabel_sequential(np.asarray(labels).astype(np.int32, copy=False))[0]
+
+
+def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Drop objects with fewer than `min_size` pixels and renumber the rest 1..n."""
+    labels = relabel(labels)
+    areas = np.bincount(labels.ravel())
+    keep = areas >= min_size
+    keep[0] = False
+    return relabel(np.where(keep[labels], labels, 0))
+
+
+def fill_holes(labels: np.ndarray) -> np.ndarray:
+    """Fill the holes inside each object separately (scikit-image only fills binary masks)."""
+    filled = labels.copy()
+    for region in regionprops(labels):
+        box = region.slice
+        inside = ndi.binary_fill_holes(region.image)
+        patch = filled[box]
+        patch[inside & (patch == 0)] = region.label
+    return filled
+
+
+def labels_from_masks(masks: list[np.ndarray]) -> np.ndarray:
+    """Stack binary masks (one per object) into one label image; later masks win overlaps."""
+    if not masks:
+        raise ValueError("no masks given")
+    labels = np.zeros(masks[0].shape, dtype=np.int32)
+    for index, mask in enumerate(masks, start=1):
+        labels[mask > 0] = index
+    return relabel(labels)
+
+
+def import_kaggle_folder(sample_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read one Kaggle DSB sample folder `<id>/images/<id>.png` + `<id>/masks/*.png`.
+
+    Returns (image, label image). Each mask PNG becomes one object, in file-name order.
+    """
+    sample_dir = Path(sample_dir)
+    image_path = sample_dir / "images" / f"{sample_dir.name}.png"
+    image = read_image(image_path)
+    mask_paths = sorted((sample_dir / "masks").glob("*.png"))
+    masks = []
+    for mask_path in mask_paths:
+        mask = read_image(mask_path)
+        if mask.ndim == 3:
+            mask = mask[:, :, 0]
+        if mask.shape != image.shape[:2]:
+            raise InputError(mask_path, f"mask size {mask.shape} does not match image size {image.shape[:2]}")
+        masks.append(mask)
+    labels = labels_from_masks(masks) if masks else np.zeros(image.shape[:2], dtype=np.int32)
+    return image, labels
+
+
+def rle_encode(mask: np.ndarray) -> str:
+    """Kaggle run-length code of a binary mask: 'start length ...', column-major, 1-indexed."""
+    pixels = np.concatenate([[0], np.asarray(mask, dtype=bool).ravel(order="F").astype(np.int8), [0]])
+    changes = np.flatnonzero(pixels[1:] != pixels[:-1]) + 1
+    changes[1::2] -= changes[::2]
+    return " ".join(str(value) for value in changes)
+
+
+def rle_decode(code: str, shape: tuple[int, int]) -> np.ndarray:
+    """Binary mask of `shape` from a Kaggle run-length code (inverse of `rle_encode`)."""
+    values = np.array(code.split(), dtype=np.int64)
+    if values.size % 2:
+        raise ValueError("run-length code must have an even number of values")
+    starts, lengths = values[0::2] - 1, values[1::2]
+    flat = np.zeros(shape[0] * shape[1], dtype=bool)
+    if values.size and (starts.min() < 0 or (starts + lengths).max() > flat.size):
+        raise ValueError(f"run-length code runs outside an image of shape {shape}")
+    for start, length in zip(starts, lengths):
+        flat[start : start + length] = True
+    return flat.reshape(shape, order="F")
+
+
+def labels_to_rle(labels: np.ndarray) -> list[str]:
+    """One run-length code per object, in label order (a Kaggle submission's rows)."""
+    return [rle_encode(labels == region.label) for region in regionprops(labels)]
+
+
+def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a label image to (H, W) with nearest-neighbour sampling (labels are not blended)."""
+    return cv2.resize(labels.astype(np.int32), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def median_diameter(labels: np.ndarray) -> float | None:
+    """Median equivalent diameter sqrt(4A/pi) of the objects, or None when there are none."""
+    areas = np.bincount(np.asarray(labels, dtype=np.int64).ravel())[1:]
+    areas = areas[areas > 0]
+    if areas.size == 0:
+        return None
+    return float(np.median(np.sqrt(4.0 * areas / np.pi)))

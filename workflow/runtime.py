@@ -1,0 +1,20 @@
+"""Process-wide setup shared by the commands: logging and the compute device."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+
+def setup_logging(verbosity: int) -> None:
+    """INFO by default, DEBUG with -v, WARNING with -q; one line per message."""
+    level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks the GPU when one is present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

@@ -1,0 +1,46 @@
+"""Training commands: load annotated data, size-normalise it, hand it to a stage's trainer."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from presegment.storage import load_model
+from presegment.train import train as train_presegment_model
+from workflow.config import NucflowConfig
+from workflow.files import InputError
+from workflow.runtime import resolve_device
+from workflow.training_data import load_annotated, read_split
+
+log = logging.getLogger(__name__)
+
+
+def train_presegmenter(
+    data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: NucflowConfig, resume: bool = True, start_from: str | None = None
+) -> dict:
+    """Train a Mask R-CNN presegmenter on `data_dir` (images/, masks/, split.csv with train and val).
+
+    Writes `out_dir/config.json`, `out_dir/checkpoint.pt` and the best model in `out_dir/model/`.
+    """
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    subsets = set(read_split(data_dir).values())
+    if not {"train", "val"} <= subsets:
+        raise InputError(data_dir, "needs a split.csv with 'train' and 'val' rows (image_id,subset)")
+    target = cfg.size.target_diameter
+    percentiles = cfg.input.stretch_percentiles
+    train_pairs, _ = load_annotated(data_dir, "train", target, percentiles)
+    val_pairs, _ = load_annotated(data_dir, "val", target, percentiles)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(out_dir)
+    card = {
+        "target_diameter": target,
+        "input": {"format": "RGB uint8 (gray repeated, alpha dropped)", "stretch_percentiles": list(percentiles)},
+        "training_data": {"folder": data_dir.name, "train_images": len(train_pairs), "val_images": len(val_pairs)},
+    }
+    initial = load_model(start_from)[0].train() if start_from else None
+    device = resolve_device(cfg.device)
+    log.info("training presegmenter %s on %d images (val %d) on %s", cfg.presegment.architecture.backbone, len(train_pairs), len(val_pairs), device)
+    return train_presegment_model(
+        train_pairs, val_pairs, cfg.presegment.architecture, cfg.presegment.train, out_dir, card, device, resume, initial
+    )
