@@ -8,7 +8,7 @@ import os
 import torch
 from torch import nn
 
-from presegment.storage import load_model, resolve_model_folder
+from presegment.storage import load_model, read_card, resolve_model_folder
 
 BACKENDS = ("torchvision", "detectron2")
 
@@ -28,7 +28,13 @@ def load_presegmenter(backend: str, folder: str | os.PathLike | None, device: st
         raise ValueError(f"unknown presegmenter backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "detectron2" and not detectron2_available():
         raise ImportError("the detectron2 backend was selected but detectron2 is not installed; use backend 'torchvision'")
-    if backend == "detectron2":
-        raise ImportError("no detectron2 model folder format is defined in this version; use backend 'torchvision'")
     device = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
-    return load_model(resolve_model_folder(folder), device)
+    folder = resolve_model_folder(folder)
+    card = read_card(folder)
+    if card.get("backend", "torchvision") != backend:
+        raise ValueError(f"{folder}: is a {card.get('backend')} model, but the {backend} backend was selected")
+    if backend == "detectron2":
+        from presegment.detectron2_backend import load_detectron2_model
+
+        return load_detectron2_model(folder, card, device), card
+    return load_model(folder, device)

@@ -1,0 +1,194 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from skimage.measure import label as connected_components
+from skimage.measure import regionprops
+from torch import nn
+
+from presegment.backends import detectron2_available, load_presegmenter
+from presegment.model import BACKBONES, Architecture, build_model
+from presegment.pipeline import presegment
+from presegment.predict import DetectConfig, Detections, detect, dilate_labels, paint, segment, tile_starts
+from presegment.storage import load_model, save_model
+from presegment.train import TrainConfig, learning_rate_factor, make_target, train
+from tests.synthetic import disks, nucleus_image
+from workflow.images import to_rgb8
+from workflow.metrics import score_image
+
+
+class BrightBlobModel(nn.Module):
+    """Stands in for Mask R-CNN: one detection per bright connected blob of the input tile."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.roi_heads = type("Heads", (), {})()
+        self.calls = 0
+
+    def forward(self, images):
+        self.calls += 1
+        gray = images[0].mean(0).numpy()
+        boxes, scores, masks = [], [], []
+        for region in regionprops(connected_components(gray > 0.5)):
+            y0, x0, y1, x1 = region.bbox
+            boxes.append([x0, y0, x1, y1])
+            scores.append(0.9)
+            masks.append(torch.nn.functional.interpolate(torch.tensor(region.image, dtype=torch.float32)[None, None], (28, 28))[0])
+        if not boxes:
+            return [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "masks": torch.zeros(0, 1, 28, 28)}]
+        return [{"boxes": torch.tensor(boxes, dtype=torch.float32), "scores": torch.tensor(scores), "masks": torch.stack(masks)}]
+
+
+def many_disks(shape=(400, 520), radius=9, spacing=34):
+    centres = [(y, x) for y in range(20, shape[0] - 15, spacing) for x in range(20, shape[1] - 15, spacing)]
+    return disks(shape, centres, radius)
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_backbone_builds_and_runs(name):
+    model = build_model(Architecture(backbone=name)).eval()
+    with torch.inference_mode():
+        out = model([torch.rand(3, 96, 128)])[0]
+    assert set(out) >= {"boxes", "scores", "masks"}
+    assert out["masks"].shape[-2:] == (28, 28)  # masks stay unpasted; predict.paint pastes them
+
+
+def test_unknown_backbone_and_anchor_count():
+    with pytest.raises(ValueError, match="unknown presegmenter backbone"):
+        build_model(Architecture(backbone="vgg"))
+    with pytest.raises(ValueError, match="anchor sizes"):
+        build_model(Architecture(anchor_sizes=(16, 32)))
+
+
+def test_make_target_boxes_and_masks():
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:6, 3:10] = 1
+    labels[10:12, 20:21] = 2  # 2 pixels: below min_pixels, not a target
+    target = make_target(labels, min_pixels=4)
+    assert target["boxes"].tolist() == [[3.0, 2.0, 10.0, 6.0]]
+    assert target["masks"].shape == (1, 20, 30) and int(target["masks"].sum()) == 28
+    assert make_target(np.zeros((8, 8), np.int32), 4)["boxes"].shape == (0, 4)
+
+
+def test_learning_rate_warms_up_then_decays():
+    cfg = TrainConfig(iterations=1000, warmup_iterations=100)
+    assert learning_rate_factor(0, cfg) == pytest.approx(0.01)
+    assert learning_rate_factor(99, cfg) == pytest.approx(1.0)
+    assert learning_rate_factor(550, cfg) == pytest.approx(0.505, abs=1e-3)
+    assert learning_rate_factor(1000, cfg) == pytest.approx(0.01)
+
+
+def test_tile_starts_cover_with_overlap():
+    assert tile_starts(500, 768, 160) == [0]
+    starts = tile_starts(2000, 768, 160)
+    assert starts[0] == 0 and starts[-1] + 768 == 2000
+    assert all(b - a <= 768 - 160 for a, b in zip(starts, starts[1:]))
+
+
+def test_tiled_detection_neither_cuts_nor_duplicates_nuclei():
+    truth = many_disks()
+    image = to_rgb8(nucleus_image(truth))
+    model = BrightBlobModel()
+    cfg = DetectConfig(tile_size=128, tile_overlap=48, pad_fraction=0, dilate=0)
+    found = detect(model, image, cfg)
+    assert model.calls > 4  # really tiled
+    assert len(found.scores) == truth.max()
+    assert score_image(truth, paint(found, truth.shape)).ap50 == 1.0
+
+
+def test_paint_higher_score_wins_and_dilate_fills_background_only():
+    square = np.ones((1, 28, 28), np.float32)
+    detections = Detections(np.array([[0, 0, 10, 10], [5, 5, 15, 15]], np.float32), np.array([0.95, 0.8], np.float32), np.repeat(square, 2, 0))
+    labels = paint(detections, (20, 20))
+    assert labels[7, 7] == labels[0, 0] and labels[12, 12] != labels[0, 0]
+    grown = dilate_labels(labels, 1)
+    assert (grown[labels > 0] == labels[labels > 0]).all() and (grown > 0).sum() > (labels > 0).sum()
+
+
+def test_segment_pads_and_returns_image_size():
+    truth = many_disks((150, 170))
+    labels = segment(BrightBlobModel(), to_rgb8(nucleus_image(truth)), DetectConfig(dilate=0))
+    assert labels.shape == truth.shape and score_image(truth, labels).dsb > 0.7
+
+
+def test_presegment_estimates_size_and_falls_back_when_nothing_found():
+    truth = many_disks((300, 300), radius=6, spacing=30)
+    image = to_rgb8(nucleus_image(truth))
+    result = presegment(BrightBlobModel(), image, target_diameter=26.0, cfg=DetectConfig(dilate=0))
+    assert result.size_source == "estimated" and abs(result.diameter - 13) < 1.5
+    assert result.scale == pytest.approx(26.0 / result.diameter)
+    assert result.labels.shape == truth.shape and score_image(truth, result.labels).ap50 > 0.9
+    empty = presegment(BrightBlobModel(), np.zeros((64, 64, 3), np.uint8), 26.0, DetectConfig())
+    assert empty.size_source == "unknown" and empty.scale == 1.0 and empty.labels.max() == 0
+    given = presegment(BrightBlobModel(), image, 26.0, DetectConfig(dilate=0), diameter=6.5)
+    assert given.size_source == "given" and given.scale == pytest.approx(4.0)
+
+
+def test_save_load_roundtrip_fp16(tmp_path):
+    arch = Architecture(fpn_channels=32, box_head_width=32, mask_head_width=16)
+    model = build_model(arch).eval()
+    save_model(tmp_path / "m", model, arch, {"target_diameter": 30})
+    card = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert card["architecture"]["fpn_channels"] == 32 and card["target_diameter"] == 30
+    loaded, card = load_model(tmp_path / "m")
+    name, tensor = next((n, t) for n, t in model.state_dict().items() if t.is_floating_point())
+    assert torch.allclose(loaded.state_dict()[name], tensor.half().float())
+    with pytest.raises(FileNotFoundError, match="not a nucflow model folder"):
+        load_model(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny presegmenter trained for a few iterations on synthetic disks."""
+    out = tmp_path_factory.mktemp("run")
+    pairs = [(to_rgb8(nucleus_image(many_disks((96, 96), radius=8, spacing=30), seed=s)), many_disks((96, 96), radius=8, spacing=30)) for s in range(3)]
+    arch = Architecture(fpn_channels=32, box_head_width=32, mask_head_width=16)
+    cfg = TrainConfig(iterations=4, batch_size=2, crop_size=64, val_every=2, warmup_iterations=2, log_every=1)
+    best = train(pairs[:2], pairs[2:], arch, cfg, out, {"target_diameter": 17.0})
+    return out, pairs, arch, cfg, best
+
+
+def test_training_writes_best_model_and_checkpoint(tiny_run):
+    out, _, _, _, best = tiny_run
+    assert (out / "model" / "weights.safetensors").is_file() and (out / "checkpoint.pt").is_file()
+    card = json.loads((out / "model" / "model.json").read_text())
+    assert card["training"]["iterations"] in (2, 4) and card["validation"]["dsb"] == best["dsb"]
+    assert [h["iteration"] for h in torch.load(out / "checkpoint.pt", weights_only=False)["state"]["history"]] == [2, 4]
+
+
+def test_training_resumes_from_checkpoint(tiny_run, caplog):
+    out, pairs, arch, cfg, _ = tiny_run
+    cfg6 = TrainConfig(**{**cfg.__dict__, "iterations": 6})
+    with caplog.at_level("INFO"):
+        train(pairs[:2], pairs[2:], arch, cfg6, out, {"target_diameter": 17.0})
+    assert "resumed from" in caplog.text and "iteration 4" in caplog.text
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 6
+
+
+def test_backends_by_name(tiny_run):
+    model, card = load_presegmenter("torchvision", tiny_run[0] / "model", "cpu")
+    assert card["target_diameter"] == 17.0 and not model.training
+    with pytest.raises(ValueError, match="unknown presegmenter backend"):
+        load_presegmenter("yolo", None)
+
+
+@pytest.mark.skipif(detectron2_available(), reason="detectron2 is installed")
+def test_detectron2_backend_says_it_is_missing():
+    with pytest.raises(ImportError, match="detectron2 is not installed"):
+        load_presegmenter("detectron2", None)
+
+
+def test_fast_predict_cli_with_a_model_folder(tiny_run, tmp_path):
+    from tests.conftest import DATA
+    from workflow.cli import main
+    from workflow.labels import read_labels
+
+    out = tmp_path / "fast"
+    assert main(["predict", str(DATA / "images"), "-o", str(out), "--fast", "--model", str(tiny_run[0] / "model")]) == 0
+    for image in (DATA / "images").iterdir():
+        labels = read_labels(out / "labels" / f"{image.stem}.tif")
+        assert labels.shape == read_labels(DATA / "masks" / f"{image.stem}.tif").shape
+    assert (out / "sizes.csv").read_text().count("\n") == 3
+    assert main(["predict", str(DATA / "images"), "-o", str(tmp_path / "o2"), "--fast", "--model", str(tmp_path / "none")]) == 2
