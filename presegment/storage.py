@@ -31,9 +31,7 @@ def save_model(folder: str | os.PathLike, model: nn.Module, arch: Architecture, 
     save_file(state, str(tmp))
     os.replace(tmp, folder / WEIGHTS)
     description = {"kind": "nucflow-presegmenter", "backend": "torchvision", "architecture": arch.to_dict(), **card}
-    tmp = folder / f".{CARD}.part"
-    tmp.write_text(json.dumps(description, indent=2) + "\n")
-    os.replace(tmp, folder / CARD)
+    _write_card(folder, description)
     return folder
 
 
@@ -60,3 +58,16 @@ DEFAULT_MODEL = Path(__file__).parent / "models" / "default"
 def resolve_model_folder(folder: str | os.PathLike | None) -> Path:
     """The given model folder, or the shipped default when None."""
     return DEFAULT_MODEL if folder is None else Path(folder)
+
+
+def update_card(folder: str | os.PathLike, **fields) -> dict:
+    """Add or replace top-level fields of a model folder's `model.json`."""
+    card = {**read_card(folder), **fields}
+    _write_card(Path(folder), card)
+    return card
+
+
+def _write_card(folder: Path, card: dict) -> None:
+    tmp = folder / f".{CARD}.part"
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, folder / CARD)

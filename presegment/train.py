@@ -23,6 +23,7 @@ from presegment.storage import save_model
 from workflow.augment import AugmentConfig, augment_pair
 from workflow.labels import relabel, remove_small
 from workflow.metrics import mean_scores, score_image
+from workflow.runtime import device_name
 
 log = logging.getLogger(__name__)
 
@@ -195,14 +196,13 @@ def train(
 
 def _card(card: dict, cfg: TrainConfig, state: dict, device: torch.device, model: nn.Module, n_train: int, n_val: int) -> dict:
     """The training part of `model.json`."""
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     return {
         **card,
         "parameters": count_parameters(model),
         "training": {
             "iterations": state["iteration"],
             "wall_minutes": round(state["elapsed"] / 60, 1),
-            "hardware": hardware,
+            "hardware": device_name(device),
             "train_images": n_train,
             "settings": asdict(cfg),
         },

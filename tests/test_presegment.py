@@ -192,3 +192,31 @@ def test_fast_predict_cli_with_a_model_folder(tiny_run, tmp_path):
         assert labels.shape == read_labels(DATA / "masks" / f"{image.stem}.tif").shape
     assert (out / "sizes.csv").read_text().count("\n") == 3
     assert main(["predict", str(DATA / "images"), "-o", str(tmp_path / "o2"), "--fast", "--model", str(tmp_path / "none")]) == 2
+
+
+def test_train_presegment_command_end_to_end(tmp_path):
+    """The CLI trains from an images/ + masks/ + split.csv folder and records fast-path val scores."""
+    import cv2
+
+    from workflow.cli import main
+    from workflow.labels import write_labels
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    rows = ["image_id,subset"]
+    for k in range(4):
+        truth = many_disks((96, 96), radius=6, spacing=30)
+        cv2.imwrite(str(data / "images" / f"im{k}.png"), nucleus_image(truth, seed=k))
+        write_labels(data / "masks" / f"im{k}.tif", truth)
+        rows.append(f"im{k},{'val' if k == 3 else 'train'}")
+    (data / "split.csv").write_text("\n".join(rows) + "\n")
+    tiny = ["presegment.architecture.fpn_channels=32", "presegment.architecture.box_head_width=32", "presegment.architecture.mask_head_width=16",
+            "presegment.train.iterations=2", "presegment.train.batch_size=1", "presegment.train.crop_size=64", "presegment.train.val_every=2",
+            "size.target_diameter=20", "device=cpu"]
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "run"), *[a for o in tiny for a in ("--set", o)]]) == 0
+    card = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
+    assert card["target_diameter"] == 20.0 and card["training_data"]["train_images"] == 3
+    assert card["validation_fast_path"]["images"] == 1 and 0.0 <= card["validation_fast_path"]["dsb"] <= 1.0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["presegment"]["train"]["iterations"] == 2
+    (data / "split.csv").write_text("image_id,subset\nim0,train\n")
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "run2")]) == 2  # no val rows: one-line error

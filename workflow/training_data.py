@@ -57,11 +57,15 @@ def normalise_pair(image: np.ndarray, labels: np.ndarray, target_diameter: float
 def load_annotated(
     data_dir: str | os.PathLike,
     subset: str | None,
-    target_diameter: float,
+    target_diameter: float | None,
     percentiles: tuple[float, float] = (0.1, 99.9),
     limit: int | None = None,
 ) -> tuple[list[Pair], list[str]]:
-    """Size-normalised pairs of `data_dir` (all, or one subset of split.csv) and their stems."""
+    """Pairs of `data_dir` (all, or one subset of split.csv) and their stems.
+
+    With a `target_diameter` each pair is rescaled so its median nucleus has that size;
+    with None the pairs keep the files' own scale.
+    """
     data_dir = Path(data_dir)
     split = read_split(data_dir)
     images = list_images(data_dir / "images")
@@ -72,5 +76,6 @@ def load_annotated(
     images = images[:limit] if limit else images
     pairs = []
     for path in tqdm(images, desc=f"loading {subset or 'images'}", unit="img"):
-        pairs.append(normalise_pair(*load_pair(path, find_mask(data_dir / "masks", path.stem), percentiles), target_diameter))
+        pair = load_pair(path, find_mask(data_dir / "masks", path.stem), percentiles)
+        pairs.append(pair if target_diameter is None else normalise_pair(*pair, target_diameter))
     return pairs, [p.stem for p in images]

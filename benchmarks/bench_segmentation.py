@@ -1,0 +1,66 @@
+"""Accuracy and speed of the segmentation methods on an annotated split, in one run.
+
+Usage (from the repository root):
+    uv run python benchmarks/bench_segmentation.py ../shared/data/dsb2018 --subset val \
+        --methods classic fast --out benchmarks/results/segmentation_val.md
+
+Reports per method the mean DSB score, AP@0.5, F1 and seconds per image (image already
+read; model loading excluded), with the CPU thread count and device named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from workflow.config import load_config
+from workflow.files import write_text
+from workflow.evaluate import score_segmenter
+from workflow.metrics import mean_scores
+from workflow.predict import build_segmenter
+from workflow.training_data import load_annotated
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="folder with images/, masks/, split.csv")
+    parser.add_argument("--subset", default="val")
+    parser.add_argument("--methods", nargs="+", default=["classic", "fast"])
+    parser.add_argument("--model", help="presegmenter model folder (default: shipped)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/segmentation.md"))
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    cfg = load_config()
+    pairs, _ = load_annotated(args.data, args.subset, None, cfg.input.stretch_percentiles, args.limit)
+    rows = []
+    for method in args.methods:
+        scores, seconds = score_segmenter(build_segmenter(method, cfg, None, args.model), pairs)
+        means = mean_scores(scores)
+        rows.append(f"| {method} | {means['dsb']:.4f} | {means['ap50']:.4f} | {means['f1']:.4f} | {seconds:.2f} |")
+        print(rows[-1], flush=True)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or platform.machine()
+    report = "\n".join(
+        [
+            f"# Segmentation benchmark: {args.data.name} {args.subset} ({len(pairs)} images)",
+            "",
+            f"Machine: {device}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}; one run, {time.strftime('%Y-%m-%d')}.",
+            "",
+            "| method | DSB score | AP@0.5 | F1@0.5 | s / image |",
+            "|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+    write_text(args.out, report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
