@@ -11,7 +11,6 @@ read; model loading excluded), with the CPU thread count and device named.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 
 from workflow.config import load_config
 from workflow.files import write_text
+from workflow.runtime import device_name, resolve_device
 from workflow.evaluate import score_segmenter
 from workflow.metrics import mean_scores
 from workflow.predict import build_segmenter
@@ -45,12 +45,12 @@ def main() -> None:
         means = mean_scores(scores)
         rows.append(f"| {method} | {means['dsb']:.4f} | {means['ap50']:.4f} | {means['f1']:.4f} | {seconds:.2f} |")
         print(rows[-1], flush=True)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or platform.machine()
+    device = device_name(resolve_device(cfg.device))
     report = "\n".join(
         [
             f"# Segmentation benchmark: {args.data.name} {args.subset} ({len(pairs)} images)",
             "",
-            f"Machine: {device}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}; one run, {time.strftime('%Y-%m-%d')}.",
+            f"Machine: {device}, torch {torch.__version__}; one run, {time.strftime('%Y-%m-%d')}.",
             "",
             "| method | DSB score | AP@0.5 | F1@0.5 | s / image |",
             "|---|---|---|---|---|",

@@ -134,6 +134,9 @@ def test_unknown_suffix_missing_file_and_tiny_image(tmp_path):
         read_image(tmp_path / "a.gif")
     with pytest.raises(InputError, match="file not found"):
         read_image(tmp_path / "nope.png")
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(InputError, match="not a regular file"):
+        read_image(tmp_path / "folder.png")
     write_png(tmp_path / "one.png", np.zeros((1, 1), np.uint8))
     with pytest.raises(InputError, match="too small"):
         read_image(tmp_path / "one.png")
@@ -156,3 +159,15 @@ def test_resize_and_size_scale():
     assert size_scale(20.0, 40.0) == 2.0
     assert size_scale(None, 40.0) == 1.0
     assert size_scale(1.0, 40.0, max_scale=8.0) == 8.0
+
+
+def test_unreadable_file_gives_one_line_error(tmp_path, monkeypatch):
+    path = tmp_path / "locked.png"
+    write_png(path, np.zeros((8, 8), np.uint8))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(np, "fromfile", refuse)  # chmod cannot lock out root, so refuse the read itself
+    with pytest.raises(InputError, match="cannot be read \\(Permission denied\\)"):
+        read_image(path)

@@ -30,11 +30,16 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise InputError(path, f"unknown image format {suffix or '(no suffix)'!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
-    if not path.is_file():
+    if not path.exists():
         raise InputError(path, "file not found")
+    if not path.is_file():
+        raise InputError(path, "not a regular file")
     if path.stat().st_size == 0:
         raise InputError(path, "empty file (0 bytes)")
-    image = _read_tiff(path) if suffix in (".tif", ".tiff") else _read_raster(path)
+    try:
+        image = _read_tiff(path) if suffix in (".tif", ".tiff") else _read_raster(path)
+    except OSError as error:
+        raise InputError(path, f"cannot be read ({error.strerror or error})") from None
     return _validate(path, image)
 
 
@@ -65,6 +70,8 @@ def _read_tiff(path: Path) -> np.ndarray:
             series = tif.series[0]
             axes = series.axes
             image = series.asarray()
+    except OSError:
+        raise
     except Exception as error:  # tifffile raises many types for corrupt files
         raise InputError(path, f"cannot be read as TIFF ({type(error).__name__}: {error})") from None
     shape = dict(zip(axes, image.shape))

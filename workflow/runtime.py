@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import platform
+from pathlib import Path
 
 import torch
 
@@ -24,4 +26,15 @@ def device_name(device: torch.device) -> str:
     """Human-readable hardware name for model cards and benchmark tables."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU, {torch.get_num_threads()} threads"
+    return f"{cpu_model()}, {torch.get_num_threads()} torch threads"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), or the architecture elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
