@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from workflow.labels import relabel
+from workflow.modelfiles import device_of
 
 
 @dataclass
@@ -66,7 +67,7 @@ def to_tensor(rgb8: np.ndarray, device: torch.device | str = "cpu") -> torch.Ten
 @torch.inference_mode()
 def run_model(model: nn.Module, rgb8: np.ndarray) -> Detections:
     """Raw detections of one (tile) image."""
-    device = next(model.parameters()).device
+    device = device_of(model)
     output = model([to_tensor(rgb8, device)])[0]
     if len(output["scores"]) == 0:
         return Detections.empty()

@@ -1,0 +1,68 @@
+"""Model folders shared by every stage: fp16 safetensors weights + a JSON model card.
+
+A folder is self-describing: `model.json` says what to build, `weights.safetensors`
+holds the parameters. A leaf module (imports no stage).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+WEIGHTS = "weights.safetensors"
+CARD = "model.json"
+
+
+def save_weights(folder: str | os.PathLike, model: nn.Module, card: dict) -> Path:
+    """Write the model's floating tensors as fp16 (others as they are) and `card` as `model.json`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {
+        name: (tensor.detach().half() if tensor.is_floating_point() else tensor.detach()).cpu().contiguous()
+        for name, tensor in model.state_dict().items()
+    }
+    tmp = folder / f".{WEIGHTS}.part"
+    save_file(state, str(tmp))
+    os.replace(tmp, folder / WEIGHTS)
+    write_card(folder, card)
+    return folder
+
+
+def load_weights(model: nn.Module, folder: str | os.PathLike) -> nn.Module:
+    """Load a folder's weights into `model` as fp32."""
+    state = load_file(str(Path(folder) / WEIGHTS))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model
+
+
+def read_card(folder: str | os.PathLike) -> dict:
+    """The `model.json` of a model folder."""
+    path = Path(folder) / CARD
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: not a nucflow model folder (no {CARD})")
+    return json.loads(path.read_text())
+
+
+def write_card(folder: str | os.PathLike, card: dict) -> None:
+    """Write `model.json` atomically."""
+    path = Path(folder) / CARD
+    tmp = path.with_name(f".{CARD}.part")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def update_card(folder: str | os.PathLike, **fields) -> dict:
+    """Add or replace top-level fields of a model folder's `model.json`."""
+    card = {**read_card(folder), **fields}
+    write_card(folder, card)
+    return card
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device a model's parameters live on."""
+    return next(model.parameters()).device
