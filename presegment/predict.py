@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from workflow.images import tile_starts
 from workflow.labels import relabel
 from workflow.modelfiles import device_of
 
@@ -76,15 +77,6 @@ def run_model(model: nn.Module, rgb8: np.ndarray) -> Detections:
         output["scores"].float().cpu().numpy(),
         output["masks"][:, 0].float().cpu().numpy(),
     )
-
-
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size `tile` covering [0, length) with at least `overlap` overlap."""
-    if length <= tile:
-        return [0]
-    step = tile - overlap
-    count = int(np.ceil((length - tile) / step)) + 1
-    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
 def _core(start: int, tile: int, length: int, starts: list[int], index: int) -> tuple[float, float]:

@@ -8,7 +8,6 @@ periodically with the DSB score, keeps the best model folder and a resumable che
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,9 +19,10 @@ from torch import nn
 from presegment.model import Architecture, build_model, count_parameters
 from presegment.predict import DetectConfig, segment
 from presegment.storage import save_model
-from workflow.augment import AugmentConfig, augment_pair
+from workflow.augment import AugmentConfig, CropSampler
 from workflow.labels import relabel, remove_small
 from workflow.metrics import mean_scores, score_image
+from workflow.optim import make_optimizer, warmup_cosine
 from workflow.runtime import device_name
 
 log = logging.getLogger(__name__)
@@ -68,38 +68,13 @@ def make_target(labels: np.ndarray, min_pixels: int) -> dict[str, torch.Tensor]:
     }
 
 
-class CropSampler:
-    """Random augmented crops, images drawn with probability proportional to their area."""
-
-    def __init__(self, pairs: list[Pair], cfg: TrainConfig, rng: np.random.Generator):
-        self.pairs, self.cfg, self.rng = pairs, cfg, rng
-        areas = np.array([image.shape[0] * image.shape[1] for image, _ in pairs], dtype=np.float64)
-        self.weights = areas / areas.sum()
-
-    def batch(self, device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-        images, targets = [], []
-        for index in self.rng.choice(len(self.pairs), size=self.cfg.batch_size, p=self.weights):
-            image, labels = augment_pair(*self.pairs[index], self.cfg.crop_size, self.rng, self.cfg.augment)
-            images.append(torch.from_numpy(image).permute(2, 0, 1).float().div(255).to(device))
-            targets.append({k: v.to(device) for k, v in make_target(relabel(labels), self.cfg.min_object_pixels).items()})
-        return images, targets
-
-
-def learning_rate_factor(iteration: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 1% of the base rate."""
-    if iteration < cfg.warmup_iterations:
-        return (iteration + 1) / cfg.warmup_iterations
-    progress = (iteration - cfg.warmup_iterations) / max(1, cfg.iterations - cfg.warmup_iterations)
-    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=0.9, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; use 'adamw' or 'sgd'")
+def detection_batch(sampler: CropSampler, cfg: TrainConfig, device: torch.device) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """One batch of augmented crops as torchvision detection inputs and targets."""
+    images, targets = [], []
+    for image, labels in sampler.sample(cfg.batch_size):
+        images.append(torch.from_numpy(image).permute(2, 0, 1).float().div(255).to(device))
+        targets.append({k: v.to(device) for k, v in make_target(relabel(labels), cfg.min_object_pixels).items()})
+    return images, targets
 
 
 def validate(model: nn.Module, pairs: list[Pair], detect_cfg: DetectConfig) -> dict[str, float]:
@@ -132,8 +107,8 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = (initial_model or build_model(arch)).to(device).train()
-    optimizer = make_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: learning_rate_factor(it, cfg))
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.learning_rate, cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: warmup_cosine(it, cfg.iterations, cfg.warmup_iterations))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     state = {"iteration": 0, "best": None, "elapsed": 0.0, "history": []}
     checkpoint_path = out_dir / "checkpoint.pt"
@@ -145,7 +120,7 @@ def train(
         rng.bit_generator.state = saved["rng"]
         state = saved["state"]
         log.info("resumed from %s at iteration %d", checkpoint_path, state["iteration"])
-    sampler = CropSampler(train_pairs, cfg, rng)
+    sampler = CropSampler(train_pairs, cfg.crop_size, rng, cfg.augment)
     val_subset = val_pairs[: cfg.val_limit] if cfg.val_limit else val_pairs
     detect_cfg = DetectConfig()
     started, running = time.monotonic() - state["elapsed"], {}
@@ -166,7 +141,7 @@ def train(
         (out_dir / ".checkpoint.part").replace(checkpoint_path)
 
     while state["iteration"] < cfg.iterations:
-        images, targets = sampler.batch(device)
+        images, targets = detection_batch(sampler, cfg, device)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             losses = model(images, targets)
         total = sum(losses.values())

@@ -10,9 +10,10 @@ from torch import nn
 from presegment.backends import detectron2_available, load_presegmenter
 from presegment.model import BACKBONES, Architecture, build_model
 from presegment.pipeline import presegment
-from presegment.predict import DetectConfig, Detections, detect, dilate_labels, paint, segment, tile_starts
+from presegment.predict import DetectConfig, Detections, detect, dilate_labels, paint, segment
+from workflow.images import tile_starts
 from presegment.storage import load_model, save_model
-from presegment.train import TrainConfig, learning_rate_factor, make_target, train
+from presegment.train import TrainConfig, make_target, train
 from tests.synthetic import disks, nucleus_image
 from workflow.images import to_rgb8
 from workflow.metrics import score_image
@@ -70,14 +71,6 @@ def test_make_target_boxes_and_masks():
     assert target["boxes"].tolist() == [[3.0, 2.0, 10.0, 6.0]]
     assert target["masks"].shape == (1, 20, 30) and int(target["masks"].sum()) == 28
     assert make_target(np.zeros((8, 8), np.int32), 4)["boxes"].shape == (0, 4)
-
-
-def test_learning_rate_warms_up_then_decays():
-    cfg = TrainConfig(iterations=1000, warmup_iterations=100)
-    assert learning_rate_factor(0, cfg) == pytest.approx(0.01)
-    assert learning_rate_factor(99, cfg) == pytest.approx(1.0)
-    assert learning_rate_factor(550, cfg) == pytest.approx(0.505, abs=1e-3)
-    assert learning_rate_factor(1000, cfg) == pytest.approx(0.01)
 
 
 def test_tile_starts_cover_with_overlap():

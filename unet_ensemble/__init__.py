@@ -1,0 +1,1 @@
+"""U-Net ensemble: foreground probability of nuclei on size-normalised images."""

@@ -103,3 +103,19 @@ def augment_pair(
     if rng.random() < cfg.p_flip_rot:
         image, labels = flip_rot90(image, labels, rng)
     return photometric(image, rng, cfg), labels
+
+
+class CropSampler:
+    """Augmented random crops of (image, labels) pairs; images drawn with probability
+    proportional to their area, so large images give more crops (as in the reference).
+    """
+
+    def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], crop_size: int, rng: np.random.Generator, cfg: AugmentConfig):
+        self.pairs, self.crop_size, self.rng, self.cfg = pairs, crop_size, rng, cfg
+        areas = np.array([image.shape[0] * image.shape[1] for image, _ in pairs], dtype=np.float64)
+        self.weights = areas / areas.sum()
+
+    def sample(self, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`count` augmented (image, labels) crops."""
+        chosen = self.rng.choice(len(self.pairs), size=count, p=self.weights)
+        return [augment_pair(*self.pairs[i], self.crop_size, self.rng, self.cfg) for i in chosen]

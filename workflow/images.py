@@ -151,3 +151,12 @@ def size_scale(diameter: float | None, target_diameter: float, min_scale: float 
     if diameter is None or diameter <= 0:
         return 1.0
     return float(np.clip(target_diameter / diameter, min_scale, max_scale))
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size `tile` covering [0, length), neighbours overlapping by at least `overlap`."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    count = int(np.ceil((length - tile) / step)) + 1
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]

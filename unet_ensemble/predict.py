@@ -1,0 +1,67 @@
+"""Foreground probability of one size-normalised image: tiles, flips, ensemble mean."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from workflow.images import tile_starts
+from workflow.modelfiles import device_of
+
+
+@dataclass
+class UNetPredictConfig:
+    """Tiling and test-time augmentation of U-Net prediction."""
+
+    tile_size: int = 512
+    tile_overlap: int = 64
+    flip_tta: bool = False  # also predict on the 3 flipped images and average
+
+
+def _normalise(rgb8: np.ndarray, mean: tuple, std: tuple, device: torch.device) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(rgb8)).to(device).permute(2, 0, 1).float().div_(255)
+    return ((x - torch.tensor(mean, device=device)[:, None, None]) / torch.tensor(std, device=device)[:, None, None])[None]
+
+
+@torch.inference_mode()
+def _probability(model: nn.Module, x: torch.Tensor, flips: bool) -> torch.Tensor:
+    if not flips:
+        return torch.sigmoid(model(x))
+    total = torch.zeros_like(x[:, :1])
+    for dims in ((), (2,), (3,), (2, 3)):
+        flipped = x.flip(dims) if dims else x
+        out = torch.sigmoid(model(flipped))
+        total += out.flip(dims) if dims else out
+    return total / 4
+
+
+def predict_probability(model: nn.Module, rgb8: np.ndarray, arch_stride: int, mean: tuple, std: tuple, cfg: UNetPredictConfig) -> np.ndarray:
+    """(H, W) float32 foreground probability of an (H, W, 3) uint8 image, tiles blended by averaging."""
+    height, width = rgb8.shape[:2]
+    pad_y, pad_x = (-height) % arch_stride, (-width) % arch_stride
+    tile = max(arch_stride, cfg.tile_size - cfg.tile_size % arch_stride)
+    padded = np.pad(rgb8, ((0, pad_y), (0, pad_x), (0, 0)), mode="reflect") if pad_y or pad_x else rgb8
+    device = device_of(model)
+    total = np.zeros(padded.shape[:2], np.float32)
+    weight = np.zeros(padded.shape[:2], np.float32)
+    for y in tile_starts(padded.shape[0], tile, cfg.tile_overlap):
+        for x in tile_starts(padded.shape[1], tile, cfg.tile_overlap):
+            window = padded[y : y + tile, x : x + tile]
+            probability = _probability(model, _normalise(window, mean, std, device), cfg.flip_tta)[0, 0].float().cpu().numpy()
+            total[y : y + window.shape[0], x : x + window.shape[1]] += probability
+            weight[y : y + window.shape[0], x : x + window.shape[1]] += 1
+    return (total / weight)[:height, :width]
+
+
+def ensemble_probability(members: list[tuple[nn.Module, dict]], rgb8: np.ndarray, cfg: UNetPredictConfig) -> np.ndarray:
+    """Mean foreground probability of the ensemble members (model, card) on one image."""
+    if not members:
+        raise ValueError("the ensemble has no members")
+    maps = []
+    for model, card in members:
+        arch = card["architecture"]
+        maps.append(predict_probability(model, rgb8, 2 ** arch["depth"], tuple(arch["image_mean"]), tuple(arch["image_std"]), cfg))
+    return np.mean(maps, axis=0).astype(np.float32)
