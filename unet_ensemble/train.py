@@ -1,0 +1,166 @@
+"""Training one U-Net ensemble member on size-normalised (image, labels) pairs.
+
+Target: the nucleus foreground as float, blurred by the member's `target_sigma` (kept
+float: the reference's targets could be zeroed by a dtype conversion). Loss: soft
+Jaccard + BCE. Warm-up + cosine schedule that really runs, validation with foreground
+IoU, early stopping, best member kept, resumable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unet_ensemble.model import UNetArchitecture, build_unet, stride
+from unet_ensemble.predict import UNetPredictConfig, predict_probability
+from unet_ensemble.storage import save_member
+from workflow.augment import AugmentConfig, CropSampler
+from workflow.optim import make_optimizer, warmup_cosine
+from workflow.runtime import device_name
+
+log = logging.getLogger(__name__)
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class UNetTrainConfig:
+    """Optimisation settings of one member."""
+
+    iterations: int = 10000
+    batch_size: int = 8
+    crop_size: int = 256
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 200
+    val_every: int = 500
+    patience: int = 6  # stop after this many validations without improvement
+    max_minutes: float | None = None
+    log_every: int = 50
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def foreground_target(labels: np.ndarray, sigma: float) -> np.ndarray:
+    """Float foreground in [0, 1], Gaussian-blurred by `sigma` pixels when sigma > 0."""
+    target = (labels > 0).astype(np.float32)
+    return cv2.GaussianBlur(target, (0, 0), sigma) if sigma > 0 else target
+
+
+def jaccard_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Soft Jaccard (IoU) loss plus binary cross-entropy, both on float targets."""
+    probability = torch.sigmoid(logits)
+    intersection = (probability * target).sum(dim=(1, 2, 3))
+    union = probability.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) - intersection
+    jaccard = 1 - (intersection + 1) / (union + 1)
+    return jaccard.mean() + F.binary_cross_entropy_with_logits(logits, target)
+
+
+def foreground_iou(model: nn.Module, pairs: list[Pair], arch: UNetArchitecture) -> float:
+    """Mean foreground IoU (probability > 0.5 against labels > 0) on validation pairs."""
+    model.eval()
+    ious = []
+    for image, labels in pairs:
+        predicted = predict_probability(model, image, stride(arch), arch.image_mean, arch.image_std, UNetPredictConfig()) > 0.5
+        truth = labels > 0
+        union = (predicted | truth).sum()
+        ious.append(1.0 if union == 0 else (predicted & truth).sum() / union)
+    model.train()
+    return float(np.mean(ious))
+
+
+def _batch(sampler: CropSampler, cfg: UNetTrainConfig, arch: UNetArchitecture, sigma: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    crops = sampler.sample(cfg.batch_size)
+    images = torch.from_numpy(np.stack([c[0] for c in crops])).to(device).permute(0, 3, 1, 2).float().div(255)
+    mean = torch.tensor(arch.image_mean, device=device)[None, :, None, None]
+    std = torch.tensor(arch.image_std, device=device)[None, :, None, None]
+    targets = torch.from_numpy(np.stack([foreground_target(c[1], sigma) for c in crops]))[:, None].to(device)
+    return (images - mean) / std, targets
+
+
+def train_member(
+    train_pairs: list[Pair],
+    val_pairs: list[Pair],
+    arch: UNetArchitecture,
+    cfg: UNetTrainConfig,
+    target_sigma: float,
+    seed: int,
+    out_dir: str | Path,
+    card: dict,
+    device: torch.device | str = "cpu",
+    resume: bool = True,
+    initial_model: nn.Module | None = None,
+) -> dict:
+    """Train one member; `out_dir/model/` gets the best one, `out_dir/checkpoint.pt` the latest state."""
+    out_dir, device = Path(out_dir), torch.device(device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = (initial_model or build_unet(arch)).to(device).train()
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.learning_rate, cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: warmup_cosine(it, cfg.iterations, cfg.warmup_iterations))
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    state = {"iteration": 0, "best": None, "stale": 0, "elapsed": 0.0, "history": []}
+    checkpoint_path = out_dir / "checkpoint.pt"
+    if resume and checkpoint_path.exists():
+        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        rng.bit_generator.state = saved["rng"]
+        state = saved["state"]
+        log.info("resumed member from %s at iteration %d", checkpoint_path, state["iteration"])
+    sampler = CropSampler(train_pairs, cfg.crop_size, rng, cfg.augment)
+    started, running = time.monotonic() - state["elapsed"], 0.0
+
+    def validate_and_save() -> None:
+        iou = foreground_iou(model, val_pairs, arch)
+        entry = {"iteration": state["iteration"], "minutes": round(state["elapsed"] / 60, 1), "foreground_iou": iou}
+        state["history"].append(entry)
+        log.info("member (sigma %.1f, seed %d) validation at %d: foreground IoU %.4f", target_sigma, seed, state["iteration"], iou)
+        if state["best"] is None or iou > state["best"]["foreground_iou"]:
+            state["best"], state["stale"] = entry, 0
+            save_member(out_dir / "model", model, arch, {
+                **card,
+                "target_sigma": target_sigma,
+                "seed": seed,
+                "training": {"iterations": state["iteration"], "wall_minutes": entry["minutes"], "hardware": device_name(device),
+                             "train_images": len(train_pairs), "settings": asdict(cfg)},
+                "validation": {"images": len(val_pairs), **entry},
+            })
+        else:
+            state["stale"] += 1
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": rng.bit_generator.state, "state": state}, out_dir / ".checkpoint.part")
+        (out_dir / ".checkpoint.part").replace(checkpoint_path)
+
+    while state["iteration"] < cfg.iterations and state["stale"] < cfg.patience:
+        images, targets = _batch(sampler, cfg, arch, target_sigma, device)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            loss = jaccard_bce_loss(model(images).float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        state["iteration"] += 1
+        state["elapsed"] = time.monotonic() - started
+        running += float(loss.detach())
+        if state["iteration"] % cfg.log_every == 0:
+            log.info("member it %d/%d lr %.2e loss %.4f", state["iteration"], cfg.iterations, scheduler.get_last_lr()[0], running / cfg.log_every)
+            running = 0.0
+        out_of_time = cfg.max_minutes is not None and state["elapsed"] > cfg.max_minutes * 60
+        if state["iteration"] % cfg.val_every == 0 or state["iteration"] == cfg.iterations or out_of_time:
+            validate_and_save()
+        if out_of_time:
+            break
+    if state["stale"] >= cfg.patience:
+        log.info("early stop at iteration %d: no improvement in %d validations", state["iteration"], cfg.patience)
+    return state["best"]
