@@ -1,0 +1,42 @@
+import json
+
+import numpy as np
+import optuna
+
+from postprocess.refine import RefineParams
+from postprocess.search import Case, best_params, load_cases, mean_dsb, plot_progress, save_cases, search
+from tests.synthetic import disks
+
+
+def cases():
+    """Two images whose presegmentation is slightly too small; the U-Net knows the true extent."""
+    result = []
+    for centres in (((25, 25), (60, 60)), ((30, 60), (65, 25))):
+        truth = disks((90, 90), centres, 11)
+        shrunk = disks((90, 90), centres, 9)
+        result.append(Case([shrunk, shrunk], (truth > 0).astype(np.float32), 22.0, 22.0, truth))
+    return result
+
+
+def test_objective_rewards_growing_to_the_unet_foreground():
+    narrow = RefineParams(dilate=1, prob_th=16, min_size=10, c_area=10)
+    wide = RefineParams(dilate=2, prob_th=16, min_size=10, c_area=10)
+    assert mean_dsb(cases(), wide) > mean_dsb(cases(), narrow)
+
+
+def test_search_stores_resumes_and_reports(tmp_path):
+    save_cases(tmp_path / "cache.pkl", cases())
+    assert load_cases(tmp_path / "cache.pkl")[0].probability.dtype == np.float16
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = search(tmp_path / "cache.pkl", storage, trials=6, jobs=2, seed=3)
+    assert len(study.trials) == 6
+    assert study.trials[0].params["scale_th"] == RefineParams().scale_th  # reference defaults tried first
+    study = search(tmp_path / "cache.pkl", storage, trials=4, jobs=1)
+    assert len(study.trials) == 10  # resumed, not restarted
+    params, summary = best_params(study)
+    assert summary["trials"] == 10 and summary["mean_dsb"] == max(t.value for t in study.trials)
+    assert mean_dsb(load_cases(tmp_path / "cache.pkl"), params) == summary["mean_dsb"]
+    json.dumps(params.to_dict())
+    plot_progress(study, tmp_path / "progress.png")
+    assert (tmp_path / "progress.png").read_bytes()[:4] == b"\x89PNG"
+    assert isinstance(optuna.load_study(study_name="nucflow-postprocess", storage=storage), optuna.Study)
