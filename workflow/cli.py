@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--full", dest="method", action="store_const", const="full", help="refined prediction")
     predict.add_argument("--diameter", type=float, help="median nucleus diameter in pixels (skips the size estimate)")
     predict.add_argument("--model", help="presegmenter model folder (default: the shipped model)")
+    predict.add_argument("--ensemble", help="U-Net ensemble folder for --full (default: the shipped ensemble)")
+    predict.add_argument("--params", help="post-processing parameter file for --full (default: the shipped one)")
     predict.add_argument("--overwrite", action="store_true", help="redo images that already have an output")
     _add_config_options(predict)
 
@@ -51,9 +53,26 @@ def build_parser() -> argparse.ArgumentParser:
     train_presegment.add_argument("--start-from", metavar="MODEL", help="fine-tune this model folder instead of starting from scratch")
     _add_config_options(train_presegment)
 
+    train_unet = commands.add_parser("train-unet", help="train the U-Net ensemble (one member per sigma/seed)")
+    train_unet.add_argument("data", help="folder with images/, masks/ and split.csv (train/val)")
+    train_unet.add_argument("-o", "--out", required=True, help="run folder; the ensemble goes to OUT/ensemble/")
+    train_unet.add_argument("--restart", action="store_true", help="ignore existing checkpoints")
+    _add_config_options(train_unet)
+
+    search = commands.add_parser("param-search", help="tune the post-processing parameters on a validation set (Optuna)")
+    search.add_argument("images", help="folder of validation images")
+    search.add_argument("masks", help="folder of their label images (matched by stem)")
+    search.add_argument("-o", "--out", required=True, help="output folder (cache, study, best_params.json, search.png)")
+    search.add_argument("--trials", type=int, default=200, help="trials to run now (default 200)")
+    search.add_argument("--minutes", type=float, help="stop after this many minutes")
+    search.add_argument("--jobs", type=int, default=1, help="parallel workers (joblib)")
+    search.add_argument("--storage", help="Optuna storage URL (default: sqlite in the output folder)")
+    search.add_argument("--model", help="presegmenter model folder")
+    search.add_argument("--ensemble", help="U-Net ensemble folder")
+    _add_config_options(search)
+
     for name, issue_help in (
         ("train", "train on your own images (style transfer + fine-tuning)"),
-        ("param-search", "tune post-processing parameters on a validation set"),
         ("cluster", "group images by visual style"),
     ):
         later = commands.add_parser(name, help=f"{issue_help} [not yet available]")
@@ -82,14 +101,26 @@ def _dispatch(args: argparse.Namespace) -> int:
         from workflow.evaluate import evaluate_folders
 
         return evaluate_folders(args.pred_dir, args.gt_dir, args.csv)
-    if args.command in ("predict", "train-presegment"):
+    if args.command in ("predict", "train-presegment", "train-unet", "param-search"):
         from workflow.config import load_config
 
         cfg = load_config(args.config, args.overrides)
         if args.command == "predict":
             from workflow.predict import predict_folder
 
-            return predict_folder(args.images, args.out, cfg, args.method, args.diameter, args.model, args.overwrite)
+            if args.params:
+                cfg.full.params = args.params
+            return predict_folder(args.images, args.out, cfg, args.method, args.diameter, args.model, args.overwrite, args.ensemble)
+        if args.command == "param-search":
+            from workflow.search import param_search
+
+            return param_search(args.images, args.masks, args.out, cfg, args.trials, args.minutes, args.jobs, args.storage, args.model, args.ensemble)
+        if args.command == "train-unet":
+            from workflow.training import train_unet_ensemble
+
+            best = train_unet_ensemble(args.data, args.out, cfg, resume=not args.restart)
+            log.info("best validation per member: %s", best)
+            return 0
         from workflow.training import train_presegmenter
 
         best = train_presegmenter(args.data, args.out, cfg, resume=not args.restart, start_from=args.start_from)

@@ -19,7 +19,9 @@ from typing import Any
 import yaml
 
 from presegment.classic import ClassicConfig
+from postprocess.config import FullConfig
 from presegment.config import PresegmentConfig
+from unet_ensemble.config import UNetConfig
 from workflow.files import InputError, write_json
 
 
@@ -48,6 +50,8 @@ class NucflowConfig:
     size: SizeConfig = field(default_factory=SizeConfig)
     classic: ClassicConfig = field(default_factory=ClassicConfig)
     presegment: PresegmentConfig = field(default_factory=PresegmentConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    full: FullConfig = field(default_factory=FullConfig)
     device: str = "auto"  # "auto" (GPU when there is one), "cpu", "cuda", "cuda:1", ...
 
     def to_dict(self) -> dict[str, Any]:

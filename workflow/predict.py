@@ -70,12 +70,48 @@ def fast_segmenter(cfg: NucflowConfig, diameter: float | None, model_folder: str
     return run
 
 
-def build_segmenter(method: str, cfg: NucflowConfig, diameter: float | None, model_folder: str | None) -> Segmenter:
+def load_full_models(cfg: NucflowConfig, model_folder: str | None, ensemble_folder: str | None):
+    """Presegmenter and U-Net ensemble for the full path, or a one-line error naming what is missing."""
+    from presegment.backends import load_presegmenter
+    from unet_ensemble.storage import load_ensemble
+    from workflow.full import Models
+    from workflow.modelfiles import device_of
+
+    try:
+        model, card = load_presegmenter(cfg.presegment.backend, model_folder or cfg.presegment.model, cfg.device)
+        members = load_ensemble(ensemble_folder or cfg.unet.model, device_of(model))
+    except (FileNotFoundError, ImportError, ValueError) as error:
+        raise InputError(None, str(error)) from None
+    return Models(model, float(card["target_diameter"]), members)
+
+
+def full_segmenter(cfg: NucflowConfig, diameter: float | None, model_folder: str | None, ensemble_folder: str | None) -> Segmenter:
+    """Presegment, U-Net ensemble, multi-scale Mask R-CNN and the tuned refinement."""
+    from postprocess.params import load_params
+    from workflow.full import network_outputs, refined_labels
+
+    models = load_full_models(cfg, model_folder, ensemble_folder)
+    try:
+        params = load_params(cfg.full.params)
+    except (FileNotFoundError, ValueError) as error:
+        raise InputError(None, str(error)) from None
+
+    def run(rgb8: np.ndarray) -> np.ndarray:
+        return refined_labels(network_outputs(models, rgb8, cfg, diameter), params, rgb8.shape[:2])
+
+    return run
+
+
+def build_segmenter(
+    method: str, cfg: NucflowConfig, diameter: float | None, model_folder: str | None, ensemble_folder: str | None = None
+) -> Segmenter:
     if method == "classic":
         return classic_segmenter(cfg, diameter)
     if method == "fast":
         return fast_segmenter(cfg, diameter, model_folder)
-    raise InputError(None, f"prediction method {method!r} is not yet available; use --method classic or --fast")
+    if method == "full":
+        return full_segmenter(cfg, diameter, model_folder, ensemble_folder)
+    raise InputError(None, f"unknown prediction method {method!r}; use classic, fast or full")
 
 
 def sizes_table(stems: list[str], out_dir: Path) -> str:
@@ -111,6 +147,7 @@ def predict_folder(
     diameter: float | None = None,
     model_folder: str | None = None,
     overwrite: bool = False,
+    ensemble_folder: str | None = None,
 ) -> int:
     """Segment every image of `images_dir` into `out_dir/labels/<stem>.tif`; returns the exit status.
 
@@ -125,7 +162,7 @@ def predict_folder(
     todo = [p for p in images if overwrite or not label_path(out_dir, p.stem).is_file()]
     summary.skipped = [p.stem for p in images if p not in todo]
     if todo:
-        segmenter = build_segmenter(method, cfg, diameter, model_folder)
+        segmenter = build_segmenter(method, cfg, diameter, model_folder, ensemble_folder)
     for path in tqdm(todo, desc=f"segmenting ({method})", unit="img"):
         try:
             labels = segmenter(to_rgb8(read_image(path), cfg.input.stretch_percentiles))

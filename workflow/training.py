@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from presegment.storage import load_model, update_card
 from presegment.train import train as train_presegment_model
+from unet_ensemble.train import train_member
 from workflow.config import NucflowConfig
 from workflow.files import InputError
 from workflow.runtime import device_name, resolve_device
@@ -64,3 +66,31 @@ def validate_fast_path(model_folder: Path, data_dir: Path, cfg: NucflowConfig) -
         "seconds_per_image": round(seconds, 2),
         "hardware": device_name(resolve_device(cfg.device)),
     }
+
+
+def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: NucflowConfig, resume: bool = True) -> list[dict]:
+    """Train one U-Net per (sigma, seed) of `cfg.unet` on `data_dir`; the best members are
+    collected in `out_dir/ensemble/`, ready for `predict --full --ensemble`.
+    """
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if len(cfg.unet.sigmas) != len(cfg.unet.seeds):
+        raise InputError(None, f"unet.sigmas ({len(cfg.unet.sigmas)}) and unet.seeds ({len(cfg.unet.seeds)}) must pair up")
+    subsets = set(read_split(data_dir).values())
+    if not {"train", "val"} <= subsets:
+        raise InputError(data_dir, "needs a split.csv with 'train' and 'val' rows (image_id,subset)")
+    target = cfg.size.target_diameter
+    train_pairs, _ = load_annotated(data_dir, "train", target, cfg.input.stretch_percentiles)
+    val_pairs, _ = load_annotated(data_dir, "val", target, cfg.input.stretch_percentiles)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(out_dir)
+    card = {"target_diameter": target, "training_data": {"folder": data_dir.name, "train_images": len(train_pairs), "val_images": len(val_pairs)}}
+    device, results = resolve_device(cfg.device), []
+    for index, (sigma, seed) in enumerate(zip(cfg.unet.sigmas, cfg.unet.seeds)):
+        member_dir = out_dir / f"member-{index}"
+        log.info("training U-Net member %d/%d (target sigma %.1f, seed %d) on %s", index + 1, len(cfg.unet.seeds), sigma, seed, device)
+        results.append(train_member(train_pairs, val_pairs, cfg.unet.architecture, cfg.unet.train, sigma, seed, member_dir, card, device, resume))
+        ensemble_member = out_dir / "ensemble" / f"member-{index}"
+        if ensemble_member.exists():
+            shutil.rmtree(ensemble_member)
+        shutil.copytree(member_dir / "model", ensemble_member)
+    return results

@@ -1,0 +1,17 @@
+"""Settings of the refined ("full") prediction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class FullConfig:
+    """Mask R-CNN scales, as multiples of the size-normalised (U-Net) scale, and the parameter file.
+
+    The reference ran its U-Nets on "2x" images and Mask R-CNN at "2x" and "4x": that is
+    1x and 2x of the U-Net scale here. `params` None = the shipped default parameters.
+    """
+
+    mrcnn_scales: tuple[float, ...] = (1.0, 2.0)
+    params: str | None = None

@@ -1,0 +1,74 @@
+"""The full path end to end with tiny models trained by nucflow's own commands."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.synthetic import disks, nucleus_image
+from workflow.cli import main
+from workflow.labels import read_labels, write_labels
+
+TINY = [
+    "presegment.architecture.fpn_channels=32", "presegment.architecture.box_head_width=32", "presegment.architecture.mask_head_width=16",
+    "presegment.train.iterations=2", "presegment.train.batch_size=1", "presegment.train.crop_size=64", "presegment.train.val_every=2",
+    "unet.architecture.depth=3", "unet.architecture.decoder_channels=[16, 8, 8]", "unet.sigmas=[0, 1]", "unet.seeds=[0, 1]",
+    "unet.train.iterations=2", "unet.train.batch_size=2", "unet.train.crop_size=64", "unet.train.val_every=2",
+    "size.target_diameter=20", "device=cpu",
+]
+
+
+def flags(overrides):
+    return [a for o in overrides for a in ("--set", o)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("full")
+    data = root / "data"
+    (data / "images").mkdir(parents=True)
+    rows = ["image_id,subset"]
+    for k in range(4):
+        truth = disks((96, 96), ((25, 25), (25, 70), (70, 45)), 9)
+        cv2.imwrite(str(data / "images" / f"im{k}.png"), nucleus_image(truth, seed=k))
+        write_labels(data / "masks" / f"im{k}.tif", truth)
+        rows.append(f"im{k},{'val' if k == 3 else 'train'}")
+    (data / "split.csv").write_text("\n".join(rows) + "\n")
+    assert main(["train-presegment", str(data), "-o", str(root / "preseg"), *flags(TINY)]) == 0
+    assert main(["train-unet", str(data), "-o", str(root / "unet"), *flags(TINY)]) == 0
+    return root, data
+
+
+def test_train_unet_collects_an_ensemble(trained):
+    root, _ = trained
+    members = sorted(p.name for p in (root / "unet" / "ensemble").iterdir())
+    assert members == ["member-0", "member-1"]
+    card = json.loads((root / "unet" / "ensemble" / "member-1" / "model.json").read_text())
+    assert card["target_sigma"] == 1.0 and card["seed"] == 1 and card["target_diameter"] == 20.0
+
+
+def test_full_predict_writes_labels_of_image_size(trained, tmp_path):
+    root, data = trained
+    models = ["--model", str(root / "preseg" / "model"), "--ensemble", str(root / "unet" / "ensemble")]
+    assert main(["predict", str(data / "images"), "-o", str(tmp_path / "out"), "--full", *models, *flags(TINY)]) == 0
+    for k in range(4):
+        assert read_labels(tmp_path / "out" / "labels" / f"im{k}.tif").shape == (96, 96)
+    assert main(["predict", str(data / "images"), "-o", str(tmp_path / "o2"), "--full", "--model", str(root / "preseg" / "model"),
+                 "--ensemble", str(tmp_path / "missing")]) == 2
+
+
+def test_param_search_writes_best_params_that_predict_reads(trained, tmp_path):
+    root, data = trained
+    models = ["--model", str(root / "preseg" / "model"), "--ensemble", str(root / "unet" / "ensemble")]
+    out = tmp_path / "search"
+    assert main(["param-search", str(data / "images"), str(data / "masks"), "-o", str(out), "--trials", "4", "--jobs", "2", *models, *flags(TINY)]) == 0
+    best = json.loads((out / "best_params.json").read_text())
+    assert best["trials"] == 4 and best["images"] == 4 and set(best["params"]) >= {"scale_th", "median"}
+    assert (out / "search.png").is_file() and (out / "cache.pkl").is_file()
+    assert main(["param-search", str(data / "images"), str(data / "masks"), "-o", str(out), "--trials", "2", *models, *flags(TINY)]) == 0
+    assert json.loads((out / "best_params.json").read_text())["trials"] == 6  # resumed study, cached outputs
+    pred = tmp_path / "pred"
+    assert main(["predict", str(data / "images"), "-o", str(pred), "--full", "--params", str(out / "best_params.json"), *models, *flags(TINY)]) == 0
+    assert json.loads((pred / "config.json").read_text())["full"]["params"] == str(out / "best_params.json")
+    assert np.all([read_labels(p).shape == (96, 96) for p in (pred / "labels").iterdir()])

@@ -1,0 +1,55 @@
+"""The refined ("full") path on one image, composed from the stages:
+presegment (size) -> rescale -> U-Net ensemble -> Mask R-CNN at several scales -> refine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from torch import nn
+
+from postprocess.refine import RefineParams, refine
+from presegment.pipeline import estimate_diameter, segment_at_scale
+from unet_ensemble.predict import ensemble_probability
+from workflow.config import NucflowConfig
+from workflow.images import resize_image, scaled_shape, size_scale
+from workflow.labels import resize_labels
+
+
+@dataclass
+class NetworkOutputs:
+    """Everything post-processing needs, at the size-normalised ("common") resolution."""
+
+    scales: list[np.ndarray]
+    probability: np.ndarray
+    diameter: float | None
+    target_diameter: float
+    scale: float
+
+
+@dataclass
+class Models:
+    """The loaded networks of the full path."""
+
+    presegmenter: nn.Module
+    target_diameter: float
+    members: list[tuple[nn.Module, dict]]
+
+
+def network_outputs(models: Models, rgb8: np.ndarray, cfg: NucflowConfig, diameter: float | None = None) -> NetworkOutputs:
+    """Size estimate, U-Net ensemble map and multi-scale Mask R-CNN labels of one image."""
+    detect = cfg.presegment.detect
+    if diameter is None:
+        diameter = estimate_diameter(models.presegmenter, rgb8, detect, cfg.presegment.probe_scale)
+    scale = size_scale(diameter, models.target_diameter, cfg.size.min_scale, cfg.size.max_scale)
+    common = resize_image(rgb8, scaled_shape(rgb8.shape, scale))
+    probability = ensemble_probability(models.members, common, cfg.unet.predict)
+    scales = [segment_at_scale(models.presegmenter, common, factor, detect) for factor in cfg.full.mrcnn_scales]
+    return NetworkOutputs(scales, probability, diameter, models.target_diameter, scale)
+
+
+def refined_labels(outputs: NetworkOutputs, params: RefineParams, shape: tuple[int, int]) -> np.ndarray:
+    """Post-processed labels, brought back to the image's own `shape`."""
+    labels = refine(outputs.scales, outputs.probability, outputs.diameter, outputs.target_diameter, params)
+    return resize_labels(labels, shape)

@@ -1,0 +1,67 @@
+"""`nucflow param-search`: tune the post-processing on a validation set of images + masks."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from tqdm import tqdm
+
+from postprocess.params import params_document
+from postprocess.search import Case, best_params, load_cases, plot_progress, save_cases, search
+from workflow.config import NucflowConfig
+from workflow.files import InputError, list_images, write_json
+from workflow.full import network_outputs
+from workflow.images import read_image, to_rgb8
+from workflow.labels import read_labels, resize_labels
+from workflow.predict import check_writable, load_full_models
+from workflow.training_data import find_mask
+
+log = logging.getLogger(__name__)
+
+
+def build_cases(images_dir: Path, masks_dir: Path, cfg: NucflowConfig, model_folder: str | None, ensemble_folder: str | None) -> list[Case]:
+    """Network outputs of every validation image, computed once, with its ground truth at the common resolution."""
+    models = load_full_models(cfg, model_folder, ensemble_folder)
+    cases = []
+    for path in tqdm(list_images(images_dir), desc="network outputs", unit="img"):
+        rgb8 = to_rgb8(read_image(path), cfg.input.stretch_percentiles)
+        mask_path = find_mask(masks_dir, path.stem)
+        truth = read_labels(mask_path)
+        if truth.shape != rgb8.shape[:2]:
+            raise InputError(mask_path, f"mask size {truth.shape} does not match image size {rgb8.shape[:2]}")
+        outputs = network_outputs(models, rgb8, cfg, cfg.size.diameter)
+        cases.append(Case(outputs.scales, outputs.probability, outputs.diameter, outputs.target_diameter,
+                          resize_labels(truth, outputs.probability.shape)))
+    return cases
+
+
+def param_search(
+    images_dir: str | os.PathLike,
+    masks_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: NucflowConfig,
+    trials: int,
+    minutes: float | None,
+    jobs: int,
+    storage: str | None,
+    model_folder: str | None = None,
+    ensemble_folder: str | None = None,
+) -> int:
+    """Cache network outputs (`cache.pkl`, reused on rerun), search, write `best_params.json` and `search.png`."""
+    out_dir = Path(out_dir)
+    check_writable(out_dir)
+    cfg.save(out_dir)
+    cache = out_dir / "cache.pkl"
+    if cache.is_file():
+        log.info("reusing cached network outputs in %s", cache)
+    else:
+        save_cases(cache, build_cases(Path(images_dir), Path(masks_dir), cfg, model_folder, ensemble_folder))
+    storage = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
+    study = search(cache, storage, trials=trials, timeout_minutes=minutes, jobs=jobs, seed=cfg.presegment.train.seed)
+    params, summary = best_params(study)
+    write_json(out_dir / "best_params.json", params_document(params, {**summary, "images": len(load_cases(cache)), "storage": storage}))
+    plot_progress(study, out_dir / "search.png")
+    log.info("best mean DSB %.4f after %d trials; wrote %s", summary["mean_dsb"], summary["trials"], out_dir / "best_params.json")
+    return 0
