@@ -80,11 +80,15 @@ def search(
 ) -> optuna.Study:
     """Run (or resume) the study until `trials` more trials or the time limit, over `jobs` workers.
 
-    The reference defaults are enqueued as the first trial, so the result is never worse.
+    The reference defaults are the first trial of a new study, so the result is never worse;
+    it runs here before the workers start, since parallel workers may race for a queued trial.
     """
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
-    if not study.trials:
+    if not study.trials and trials > 0:
         study.enqueue_trial(RefineParams().to_dict())
+        cases = load_cases(cache_path)
+        study.optimize(lambda trial: mean_dsb(cases, suggest(trial)), n_trials=1)
+        trials -= 1
     per_worker = [trials // jobs + (1 if k < trials % jobs else 0) for k in range(jobs)]
     timeout = timeout_minutes * 60 if timeout_minutes else None
     joblib.Parallel(n_jobs=jobs)(
