@@ -7,10 +7,9 @@ entry to `BACKBONES`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
-import torch
 from torch import nn
 from torchvision.models import mobilenet_v3_large, resnet18, resnet34, resnet50
 from torchvision.models.detection import MaskRCNN

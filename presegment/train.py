@@ -8,7 +8,6 @@ periodically with the DSB score, keeps the best model folder and a resumable che
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from presegment.storage import save_model
 from workflow.augment import AugmentConfig, CropSampler
 from workflow.labels import relabel, remove_small
 from workflow.metrics import mean_scores, score_image
-from workflow.optim import make_optimizer, warmup_cosine
+from workflow.optim import TrainingRun
 from workflow.runtime import device_name
 
 log = logging.getLogger(__name__)
@@ -101,72 +100,34 @@ def train(
     `out_dir/checkpoint.pt` lets a rerun resume; `out_dir/model/` holds the best model.
     `card` (training data description etc.) is written into the model's `model.json`.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
+    out_dir, device = Path(out_dir), torch.device(device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = (initial_model or build_model(arch)).to(device).train()
-    optimizer = make_optimizer(model, cfg.optimizer, cfg.learning_rate, cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: warmup_cosine(it, cfg.iterations, cfg.warmup_iterations))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    state = {"iteration": 0, "best": None, "elapsed": 0.0, "history": []}
-    checkpoint_path = out_dir / "checkpoint.pt"
-    if resume and checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        rng.bit_generator.state = saved["rng"]
-        state = saved["state"]
-        log.info("resumed from %s at iteration %d", checkpoint_path, state["iteration"])
+    run = TrainingRun(model, cfg, out_dir, rng, device, resume, cfg.grad_clip)
     sampler = CropSampler(train_pairs, cfg.crop_size, rng, cfg.augment)
     val_subset = val_pairs[: cfg.val_limit] if cfg.val_limit else val_pairs
-    detect_cfg = DetectConfig()
-    started, running = time.monotonic() - state["elapsed"], {}
-
-    def checkpoint() -> None:
-        figures = validate(model, val_subset, detect_cfg)
-        entry = {"iteration": state["iteration"], "minutes": round(state["elapsed"] / 60, 1), **figures}
-        state["history"].append(entry)
-        log.info("validation at %d: DSB %.4f AP50 %.4f", state["iteration"], figures["dsb"], figures["ap50"])
-        if state["best"] is None or figures["dsb"] > state["best"]["dsb"]:
-            state["best"] = entry
-            save_model(out_dir / "model", model, arch, _card(card, cfg, state, device, model, len(train_pairs), len(val_subset)))
-        torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "rng": rng.bit_generator.state, "state": state},
-            out_dir / ".checkpoint.part",
-        )
-        (out_dir / ".checkpoint.part").replace(checkpoint_path)
-
-    while state["iteration"] < cfg.iterations:
+    running: dict[str, float] = {}
+    while not run.finished:
         images, targets = detection_batch(sampler, cfg, device)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        with run.autocast():
             losses = model(images, targets)
-        total = sum(losses.values())
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        state["iteration"] += 1
-        state["elapsed"] = time.monotonic() - started
+        run.step(sum(losses.values()))
         for name, value in losses.items():
             running[name] = running.get(name, 0.0) + float(value.detach())
-        if state["iteration"] % cfg.log_every == 0:
+        if run.iteration % cfg.log_every == 0:
             parts = " ".join(f"{k.replace('loss_', '')} {v / cfg.log_every:.3f}" for k, v in running.items())
-            log.info("it %d/%d lr %.2e %s (%.1f min)", state["iteration"], cfg.iterations, scheduler.get_last_lr()[0], parts, state["elapsed"] / 60)
+            log.info("it %d/%d lr %.2e %s (%.1f min)", run.iteration, cfg.iterations, run.learning_rate, parts, run.minutes)
             running = {}
-        out_of_time = cfg.max_minutes is not None and state["elapsed"] > cfg.max_minutes * 60
-        if state["iteration"] % cfg.val_every == 0 or state["iteration"] == cfg.iterations or out_of_time:
-            checkpoint()
-        if out_of_time:
-            log.info("time limit of %.0f minutes reached at iteration %d", cfg.max_minutes, state["iteration"])
-            break
-    return state["best"]
+        if run.validation_due():
+            figures = validate(model, val_subset, DetectConfig())
+            log.info("validation at %d: DSB %.4f AP50 %.4f", run.iteration, figures["dsb"], figures["ap50"])
+            if run.record({"iteration": run.iteration, "minutes": round(run.minutes, 1), **figures}, "dsb"):
+                save_model(out_dir / "model", model, arch, _card(card, cfg, run.state, device, model, len(train_pairs), len(val_subset)))
+            run.save_checkpoint()
+    if run.out_of_time:
+        log.info("time limit of %.0f minutes reached at iteration %d", cfg.max_minutes, run.iteration)
+    return run.state["best"]
 
 
 def _card(card: dict, cfg: TrainConfig, state: dict, device: torch.device, model: nn.Module, n_train: int, n_val: int) -> dict:

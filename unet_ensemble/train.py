@@ -9,7 +9,6 @@ IoU, early stopping, best member kept, resumable.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from unet_ensemble.model import UNetArchitecture, build_unet, stride
 from unet_ensemble.predict import UNetPredictConfig, predict_probability
 from unet_ensemble.storage import save_member
 from workflow.augment import AugmentConfig, CropSampler
-from workflow.optim import make_optimizer, warmup_cosine
+from workflow.optim import TrainingRun
 from workflow.runtime import device_name
 
 log = logging.getLogger(__name__)
@@ -100,67 +99,30 @@ def train_member(
 ) -> dict:
     """Train one member; `out_dir/model/` gets the best one, `out_dir/checkpoint.pt` the latest state."""
     out_dir, device = Path(out_dir), torch.device(device)
-    out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = (initial_model or build_unet(arch)).to(device).train()
-    optimizer = make_optimizer(model, cfg.optimizer, cfg.learning_rate, cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: warmup_cosine(it, cfg.iterations, cfg.warmup_iterations))
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-    state = {"iteration": 0, "best": None, "stale": 0, "elapsed": 0.0, "history": []}
-    checkpoint_path = out_dir / "checkpoint.pt"
-    if resume and checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        rng.bit_generator.state = saved["rng"]
-        state = saved["state"]
-        log.info("resumed member from %s at iteration %d", checkpoint_path, state["iteration"])
+    run = TrainingRun(model, cfg, out_dir, rng, device, resume)
     sampler = CropSampler(train_pairs, cfg.crop_size, rng, cfg.augment)
-    started, running = time.monotonic() - state["elapsed"], 0.0
-
-    def validate_and_save() -> None:
-        iou = foreground_iou(model, val_pairs, arch)
-        entry = {"iteration": state["iteration"], "minutes": round(state["elapsed"] / 60, 1), "foreground_iou": iou}
-        state["history"].append(entry)
-        log.info("member (sigma %.1f, seed %d) validation at %d: foreground IoU %.4f", target_sigma, seed, state["iteration"], iou)
-        if state["best"] is None or iou > state["best"]["foreground_iou"]:
-            state["best"], state["stale"] = entry, 0
-            save_member(out_dir / "model", model, arch, {
-                **card,
-                "target_sigma": target_sigma,
-                "seed": seed,
-                "training": {"iterations": state["iteration"], "wall_minutes": entry["minutes"], "hardware": device_name(device),
-                             "train_images": len(train_pairs), "settings": asdict(cfg)},
-                "validation": {"images": len(val_pairs), **entry},
-            })
-        else:
-            state["stale"] += 1
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": rng.bit_generator.state, "state": state}, out_dir / ".checkpoint.part")
-        (out_dir / ".checkpoint.part").replace(checkpoint_path)
-
-    while state["iteration"] < cfg.iterations and state["stale"] < cfg.patience:
+    running = 0.0
+    while not run.finished:
         images, targets = _batch(sampler, cfg, arch, target_sigma, device)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        with run.autocast():
             loss = jaccard_bce_loss(model(images).float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        state["iteration"] += 1
-        state["elapsed"] = time.monotonic() - started
+        run.step(loss)
         running += float(loss.detach())
-        if state["iteration"] % cfg.log_every == 0:
-            log.info("member it %d/%d lr %.2e loss %.4f", state["iteration"], cfg.iterations, scheduler.get_last_lr()[0], running / cfg.log_every)
+        if run.iteration % cfg.log_every == 0:
+            log.info("member it %d/%d lr %.2e loss %.4f (%.1f min)", run.iteration, cfg.iterations, run.learning_rate, running / cfg.log_every, run.minutes)
             running = 0.0
-        out_of_time = cfg.max_minutes is not None and state["elapsed"] > cfg.max_minutes * 60
-        if state["iteration"] % cfg.val_every == 0 or state["iteration"] == cfg.iterations or out_of_time:
-            validate_and_save()
-        if out_of_time:
-            break
-    if state["stale"] >= cfg.patience:
-        log.info("early stop at iteration %d: no improvement in %d validations", state["iteration"], cfg.patience)
-    return state["best"]
+        if run.validation_due():
+            entry = {"iteration": run.iteration, "minutes": round(run.minutes, 1), "foreground_iou": foreground_iou(model, val_pairs, arch)}
+            log.info("member (sigma %.1f, seed %d) validation at %d: foreground IoU %.4f", target_sigma, seed, run.iteration, entry["foreground_iou"])
+            if run.record(entry, "foreground_iou"):
+                training = {"iterations": run.iteration, "wall_minutes": entry["minutes"], "hardware": device_name(device),
+                            "train_images": len(train_pairs), "settings": asdict(cfg)}
+                save_member(out_dir / "model", model, arch, {**card, "target_sigma": target_sigma, "seed": seed,
+                                                             "training": training, "validation": {"images": len(val_pairs), **entry}})
+            run.save_checkpoint()
+    if run.state["stale"] >= cfg.patience:
+        log.info("early stop at iteration %d: no improvement in %d validations", run.iteration, cfg.patience)
+    return run.state["best"]
