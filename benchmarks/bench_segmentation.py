@@ -33,11 +33,12 @@ def main() -> None:
     parser.add_argument("--model", help="presegmenter model folder (default: shipped)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="setting override, as for nucflow")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/segmentation.md"))
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    cfg = load_config()
+    cfg = load_config(overrides=args.overrides)
     pairs, _ = load_annotated(args.data, args.subset, None, cfg.input.stretch_percentiles, args.limit)
     rows = []
     for method in args.methods:
@@ -51,6 +52,7 @@ def main() -> None:
             f"# Segmentation benchmark: {args.data.name} {args.subset} ({len(pairs)} images)",
             "",
             f"Machine: {device}, torch {torch.__version__}; one run, {time.strftime('%Y-%m-%d')}.",
+            f"Settings changed from the defaults: {', '.join(args.overrides) or 'none'}.",
             "",
             "| method | DSB score | AP@0.5 | F1@0.5 | s / image |",
             "|---|---|---|---|---|",
