@@ -15,7 +15,7 @@ class PresegmentConfig:
 
     backend: str = "torchvision"  # "torchvision", or "detectron2" when it is installed
     model: str | None = None
-    probe_scale: float = 1.0  # scale of the first pass that estimates nucleus size
+    probe_scale: float = 1.5  # scale of the first pass that estimates nucleus size (1.5: +0.01-0.03 val DSB over 1.0)
     architecture: Architecture = field(default_factory=Architecture)
     detect: DetectConfig = field(default_factory=DetectConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
