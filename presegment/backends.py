@@ -5,10 +5,10 @@ from __future__ import annotations
 import importlib.util
 import os
 
-import torch
 from torch import nn
 
 from presegment.storage import load_model, read_card, resolve_model_folder
+from workflow.runtime import resolve_device
 
 BACKENDS = ("torchvision", "detectron2")
 
@@ -28,7 +28,7 @@ def load_presegmenter(backend: str, folder: str | os.PathLike | None, device: st
         raise ValueError(f"unknown presegmenter backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "detectron2" and not detectron2_available():
         raise ImportError("the detectron2 backend was selected but detectron2 is not installed; use backend 'torchvision'")
-    device = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
+    device = str(resolve_device(device))
     folder = resolve_model_folder(folder)
     card = read_card(folder)
     if card.get("backend", "torchvision") != backend:

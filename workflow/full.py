@@ -25,7 +25,6 @@ class NetworkOutputs:
     probability: np.ndarray
     diameter: float | None
     target_diameter: float
-    scale: float
 
 
 @dataclass
@@ -46,7 +45,7 @@ def network_outputs(models: Models, rgb8: np.ndarray, cfg: NucflowConfig, diamet
     common = resize_image(rgb8, scaled_shape(rgb8.shape, scale))
     probability = ensemble_probability(models.members, common, cfg.unet.predict)
     scales = [segment_at_scale(models.presegmenter, common, factor, detect) for factor in cfg.full.mrcnn_scales]
-    return NetworkOutputs(scales, probability, diameter, models.target_diameter, scale)
+    return NetworkOutputs(scales, probability, diameter, models.target_diameter)
 
 
 def refined_labels(outputs: NetworkOutputs, params: RefineParams, shape: tuple[int, int]) -> np.ndarray:

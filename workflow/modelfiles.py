@@ -14,6 +14,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from workflow.files import atomic_path, write_json
+
 WEIGHTS = "weights.safetensors"
 CARD = "model.json"
 
@@ -26,9 +28,8 @@ def save_weights(folder: str | os.PathLike, model: nn.Module, card: dict) -> Pat
         name: (tensor.detach().half() if tensor.is_floating_point() else tensor.detach()).cpu().contiguous()
         for name, tensor in model.state_dict().items()
     }
-    tmp = folder / f".{WEIGHTS}.part"
-    save_file(state, str(tmp))
-    os.replace(tmp, folder / WEIGHTS)
+    with atomic_path(folder / WEIGHTS) as tmp:
+        save_file(state, str(tmp))
     write_card(folder, card)
     return folder
 
@@ -50,10 +51,7 @@ def read_card(folder: str | os.PathLike) -> dict:
 
 def write_card(folder: str | os.PathLike, card: dict) -> None:
     """Write `model.json` atomically."""
-    path = Path(folder) / CARD
-    tmp = path.with_name(f".{CARD}.part")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json(Path(folder) / CARD, card)
 
 
 def update_card(folder: str | os.PathLike, **fields) -> dict:

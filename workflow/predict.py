@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -9,7 +10,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -50,15 +51,22 @@ def classic_segmenter(cfg: NucflowConfig, diameter: float | None) -> Segmenter:
     return run
 
 
+@contextlib.contextmanager
+def model_errors() -> Iterator[None]:
+    """Turn a missing or mismatched model, parameter file or backend into a one-line user error."""
+    try:
+        yield
+    except (FileNotFoundError, ImportError, ValueError) as error:
+        raise InputError(None, str(error)) from None
+
+
 def fast_segmenter(cfg: NucflowConfig, diameter: float | None, model_folder: str | None) -> Segmenter:
     """Mask R-CNN presegmentation at the model's nucleus scale; the model is loaded once."""
     from presegment.backends import load_presegmenter
     from presegment.pipeline import presegment
 
-    try:
+    with model_errors():
         model, card = load_presegmenter(cfg.presegment.backend, model_folder or cfg.presegment.model, cfg.device)
-    except (FileNotFoundError, ImportError, ValueError) as error:
-        raise InputError(None, str(error)) from None
     target = float(card["target_diameter"])
 
     def run(rgb8: np.ndarray) -> np.ndarray:
@@ -77,11 +85,9 @@ def load_full_models(cfg: NucflowConfig, model_folder: str | None, ensemble_fold
     from workflow.full import Models
     from workflow.modelfiles import device_of
 
-    try:
+    with model_errors():
         model, card = load_presegmenter(cfg.presegment.backend, model_folder or cfg.presegment.model, cfg.device)
         members = load_ensemble(ensemble_folder or cfg.unet.model, device_of(model))
-    except (FileNotFoundError, ImportError, ValueError) as error:
-        raise InputError(None, str(error)) from None
     return Models(model, float(card["target_diameter"]), members)
 
 
@@ -91,10 +97,8 @@ def full_segmenter(cfg: NucflowConfig, diameter: float | None, model_folder: str
     from workflow.full import network_outputs, refined_labels
 
     models = load_full_models(cfg, model_folder, ensemble_folder)
-    try:
+    with model_errors():
         params = load_params(cfg.full.params)
-    except (FileNotFoundError, ValueError) as error:
-        raise InputError(None, str(error)) from None
 
     def run(rgb8: np.ndarray) -> np.ndarray:
         return refined_labels(network_outputs(models, rgb8, cfg, diameter), params, rgb8.shape[:2])
