@@ -2,7 +2,7 @@
 
 Usage (from the repository root):
     uv run python benchmarks/bench_segmentation.py ../shared/data/dsb2018 --subset val \
-        --methods classic fast --out benchmarks/results/segmentation_val.md
+        --methods classic fast full --out benchmarks/results/segmentation_val.md
 
 Reports per method the mean DSB score, AP@0.5, F1 and seconds per image (image already
 read; model loading excluded), with the CPU thread count and device named.
@@ -29,8 +29,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="folder with images/, masks/, split.csv")
     parser.add_argument("--subset", default="val")
-    parser.add_argument("--methods", nargs="+", default=["classic", "fast"])
+    parser.add_argument("--methods", nargs="+", default=["classic", "fast", "full"])
     parser.add_argument("--model", help="presegmenter model folder (default: shipped)")
+    parser.add_argument("--ensemble", help="U-Net ensemble folder for the full path (default: shipped)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="setting override, as for nucflow")
@@ -42,7 +43,7 @@ def main() -> None:
     pairs, _ = load_annotated(args.data, args.subset, None, cfg.input.stretch_percentiles, args.limit)
     rows = []
     for method in args.methods:
-        scores, seconds = score_segmenter(build_segmenter(method, cfg, None, args.model), pairs)
+        scores, seconds = score_segmenter(build_segmenter(method, cfg, None, args.model, args.ensemble), pairs)
         means = mean_scores(scores)
         rows.append(f"| {method} | {means['dsb']:.4f} | {means['ap50']:.4f} | {means['f1']:.4f} | {seconds:.2f} |")
         print(rows[-1], flush=True)

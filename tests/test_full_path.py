@@ -5,6 +5,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+import tifffile
 
 from tests.synthetic import disks, nucleus_image
 from workflow.cli import main
@@ -54,6 +55,7 @@ def test_full_predict_writes_labels_of_image_size(trained, tmp_path):
     assert main(["predict", str(data / "images"), "-o", str(tmp_path / "out"), "--full", *models, *flags(TINY)]) == 0
     for k in range(4):
         assert read_labels(tmp_path / "out" / "labels" / f"im{k}.tif").shape == (96, 96)
+    assert not (tmp_path / "out" / "intermediate").exists()
     assert main(["predict", str(data / "images"), "-o", str(tmp_path / "o2"), "--full", "--model", str(root / "preseg" / "model"),
                  "--ensemble", str(tmp_path / "missing")]) == 2
 
@@ -72,3 +74,16 @@ def test_param_search_writes_best_params_that_predict_reads(trained, tmp_path):
     assert main(["predict", str(data / "images"), "-o", str(pred), "--full", "--params", str(out / "best_params.json"), *models, *flags(TINY)]) == 0
     assert json.loads((pred / "config.json").read_text())["full"]["params"] == str(out / "best_params.json")
     assert np.all([read_labels(p).shape == (96, 96) for p in (pred / "labels").iterdir()])
+
+
+def test_keep_intermediate_writes_the_maps_post_processing_saw(trained, tmp_path):
+    root, data = trained
+    models = ["--model", str(root / "preseg" / "model"), "--ensemble", str(root / "unet" / "ensemble")]
+    out = tmp_path / "out"
+    assert main(["predict", str(data / "images"), "-o", str(out), "--full", "--keep-intermediate", *models, *flags(TINY)]) == 0
+    names = sorted(p.name for p in (out / "intermediate").iterdir())
+    assert names == sorted(f"im{k}_{m}.tif" for k in range(4) for m in ("probability", "mrcnn_x1", "mrcnn_x2"))
+    probability = tifffile.imread(out / "intermediate" / "im0_probability.tif")
+    assert probability.shape == (96, 96) and probability.dtype == np.uint16 and probability.max() > probability.min()
+    assert read_labels(out / "intermediate" / "im0_mrcnn_x2.tif").shape == (96, 96)
+    assert json.loads((out / "config.json").read_text())["output"]["keep_intermediate"] is True

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help="presegmenter model folder (default: the shipped model)")
     predict.add_argument("--ensemble", help="U-Net ensemble folder for --full (default: the shipped ensemble)")
     predict.add_argument("--params", help="post-processing parameter file for --full (default: the shipped one)")
+    predict.add_argument("--keep-intermediate", action="store_true", help="--full: also write the U-Net map and Mask R-CNN labels per scale to OUT/intermediate/")
     predict.add_argument("--overwrite", action="store_true", help="redo images that already have an output")
     _add_config_options(predict)
 
@@ -110,6 +111,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             if args.params:
                 cfg.full.params = args.params
+            if args.keep_intermediate:
+                cfg.output.keep_intermediate = True
             return predict_folder(args.images, args.out, cfg, args.method, args.diameter, args.model, args.overwrite, args.ensemble)
         if args.command == "param-search":
             from workflow.search import param_search

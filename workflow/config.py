@@ -43,6 +43,13 @@ class SizeConfig:
 
 
 @dataclass
+class OutputConfig:
+    """What a prediction run writes besides `labels/<stem>.tif`, `sizes.csv` and `config.json`."""
+
+    keep_intermediate: bool = False  # full path: `intermediate/<stem>_probability.tif` and `_mrcnn_x<scale>.tif`
+
+
+@dataclass
 class NucflowConfig:
     """Every setting of a nucflow run, grouped by stage."""
 
@@ -52,6 +59,7 @@ class NucflowConfig:
     presegment: PresegmentConfig = field(default_factory=PresegmentConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     full: FullConfig = field(default_factory=FullConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
     device: str = "auto"  # "auto" (GPU when there is one), "cpu", "cuda", "cuda:1", ...
 
     def to_dict(self) -> dict[str, Any]:

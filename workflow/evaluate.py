@@ -8,7 +8,6 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -16,6 +15,7 @@ from tqdm import tqdm
 from workflow.files import InputError, is_image_file, list_images, write_text
 from workflow.labels import read_labels
 from workflow.metrics import ImageScores, mean_scores, score_image
+from workflow.predict import Segmenter
 
 log = logging.getLogger(__name__)
 COLUMNS = ("dsb", "ap50", "precision", "recall", "f1", "mean_matched_iou", "n_true", "n_pred", "n_matched")
@@ -43,12 +43,12 @@ def score_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> tup
     return scores, missing
 
 
-def score_segmenter(segmenter: Callable[[np.ndarray], np.ndarray], pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[ImageScores], float]:
+def score_segmenter(segmenter: Segmenter, pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[ImageScores], float]:
     """Scores of a segmenter on (rgb8 image, ground truth) pairs, and its mean seconds per image."""
     scores, seconds = [], 0.0
     for image, truth in tqdm(pairs, desc="segmenting and scoring", unit="img"):
         started = time.perf_counter()
-        labels = segmenter(image)
+        labels = segmenter(image).labels
         seconds += time.perf_counter() - started
         scores.append(score_image(truth, labels))
     return scores, seconds / max(1, len(pairs))

@@ -52,3 +52,11 @@ def refined_labels(outputs: NetworkOutputs, params: RefineParams, shape: tuple[i
     """Post-processed labels, brought back to the image's own `shape`."""
     labels = refine(outputs.scales, outputs.probability, outputs.diameter, outputs.target_diameter, params)
     return resize_labels(labels, shape)
+
+
+def intermediate_maps(outputs: NetworkOutputs, mrcnn_scales: tuple[float, ...], shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The ensemble's foreground probability and each Mask R-CNN scale's labels, at the image's `shape`."""
+    maps = {"probability": np.clip(resize_image(outputs.probability.astype(np.float32), shape), 0, 1)}
+    for factor, labels in zip(mrcnn_scales, outputs.scales):
+        maps[f"mrcnn_x{factor:g}"] = resize_labels(labels, shape)
+    return maps

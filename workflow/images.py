@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import tifffile
 
-from workflow.files import IMAGE_SUFFIXES, InputError
+from workflow.files import IMAGE_SUFFIXES, InputError, atomic_path
 
 STACK_AXES = set("ZTQIR")  # tifffile axis letters that make an image a stack, not a plane
 
@@ -160,3 +160,10 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     step = tile - overlap
     count = int(np.ceil((length - tile) / step)) + 1
     return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+
+
+def write_probability(path: str | os.PathLike, probability: np.ndarray) -> None:
+    """Write a [0, 1] map as a uint16 TIFF (0..65535, opens in Fiji and napari), atomically."""
+    scaled = np.round(np.clip(probability, 0, 1) * np.iinfo(np.uint16).max).astype(np.uint16)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, scaled, compression="zlib", photometric="minisblack")

@@ -17,11 +17,21 @@ from tqdm import tqdm
 
 from workflow.config import NucflowConfig
 from workflow.files import InputError, label_path, list_images, write_text
-from workflow.images import read_image, to_rgb8
+from workflow.images import read_image, to_rgb8, write_probability
 from workflow.labels import median_diameter, read_labels, write_labels
 
 log = logging.getLogger(__name__)
-Segmenter = Callable[[np.ndarray], np.ndarray]  # (H, W, 3) uint8 -> label image of the same size
+
+
+@dataclass
+class Prediction:
+    """One image's labels, plus named intermediate maps of the same size when they were asked for."""
+
+    labels: np.ndarray
+    intermediate: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+Segmenter = Callable[[np.ndarray], Prediction]  # (H, W, 3) uint8 -> labels of the same size
 
 
 @dataclass
@@ -45,8 +55,8 @@ def classic_segmenter(cfg: NucflowConfig, diameter: float | None) -> Segmenter:
     """Otsu + watershed baseline on the size-normalised image."""
     from presegment.classic import segment
 
-    def run(rgb8: np.ndarray) -> np.ndarray:
-        return segment(rgb8, cfg.classic, cfg.size.target_diameter, diameter, cfg.size.min_scale, cfg.size.max_scale)
+    def run(rgb8: np.ndarray) -> Prediction:
+        return Prediction(segment(rgb8, cfg.classic, cfg.size.target_diameter, diameter, cfg.size.min_scale, cfg.size.max_scale))
 
     return run
 
@@ -69,11 +79,11 @@ def fast_segmenter(cfg: NucflowConfig, diameter: float | None, model_folder: str
         model, card = load_presegmenter(cfg.presegment.backend, model_folder or cfg.presegment.model, cfg.device)
     target = float(card["target_diameter"])
 
-    def run(rgb8: np.ndarray) -> np.ndarray:
+    def run(rgb8: np.ndarray) -> Prediction:
         result = presegment(model, rgb8, target, cfg.presegment.detect, diameter, cfg.presegment.probe_scale, (cfg.size.min_scale, cfg.size.max_scale))
         if result.size_source == "unknown":
             log.warning("no nucleus found at the probe scale; segmented the image unscaled")
-        return result.labels
+        return Prediction(result.labels)
 
     return run
 
@@ -92,16 +102,21 @@ def load_full_models(cfg: NucflowConfig, model_folder: str | None, ensemble_fold
 
 
 def full_segmenter(cfg: NucflowConfig, diameter: float | None, model_folder: str | None, ensemble_folder: str | None) -> Segmenter:
-    """Presegment, U-Net ensemble, multi-scale Mask R-CNN and the tuned refinement."""
+    """Presegment, U-Net ensemble, multi-scale Mask R-CNN and the tuned refinement; with
+    `output.keep_intermediate` also the ensemble map and each scale's Mask R-CNN labels.
+    """
     from postprocess.params import load_params
-    from workflow.full import network_outputs, refined_labels
+    from workflow.full import intermediate_maps, network_outputs, refined_labels
 
     models = load_full_models(cfg, model_folder, ensemble_folder)
     with model_errors():
         params = load_params(cfg.full.params)
 
-    def run(rgb8: np.ndarray) -> np.ndarray:
-        return refined_labels(network_outputs(models, rgb8, cfg, diameter), params, rgb8.shape[:2])
+    def run(rgb8: np.ndarray) -> Prediction:
+        outputs = network_outputs(models, rgb8, cfg, diameter)
+        shape = rgb8.shape[:2]
+        kept = intermediate_maps(outputs, cfg.full.mrcnn_scales, shape) if cfg.output.keep_intermediate else {}
+        return Prediction(refined_labels(outputs, params, shape), kept)
 
     return run
 
@@ -130,6 +145,16 @@ def sizes_table(stems: list[str], out_dir: Path) -> str:
             diameter = median_diameter(labels)
             writer.writerow((stem, "" if diameter is None else f"{diameter:.2f}", int(np.unique(labels[labels > 0]).size)))
     return buffer.getvalue()
+
+
+def write_intermediate(out_dir: Path, stem: str, maps: dict[str, np.ndarray]) -> None:
+    """`OUT/intermediate/<stem>_<name>.tif`: probability maps scaled to uint16 0..65535, label maps as labels."""
+    for name, array in maps.items():
+        path = out_dir / "intermediate" / f"{stem}_{name}.tif"
+        if np.issubdtype(array.dtype, np.floating):
+            write_probability(path, array)
+        else:
+            write_labels(path, array)
 
 
 def check_writable(out_dir: Path) -> None:
@@ -169,11 +194,13 @@ def predict_folder(
         segmenter = build_segmenter(method, cfg, diameter, model_folder, ensemble_folder)
     for path in tqdm(todo, desc=f"segmenting ({method})", unit="img"):
         try:
-            labels = segmenter(to_rgb8(read_image(path), cfg.input.stretch_percentiles))
+            prediction = segmenter(to_rgb8(read_image(path), cfg.input.stretch_percentiles))
         except InputError as error:
             log.error("%s", error)
             summary.failed.append(path.stem)
             continue
+        write_intermediate(out_dir, path.stem, prediction.intermediate)  # before the labels, which mark the image done
+        labels = prediction.labels
         write_labels(label_path(out_dir, path.stem), labels)
         count = int(labels.max())
         if count == 0:
