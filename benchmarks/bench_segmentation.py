@@ -40,10 +40,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     cfg = load_config(overrides=args.overrides)
+    cfg.presegment.model = args.model or cfg.presegment.model
+    cfg.unet.model = args.ensemble or cfg.unet.model
     pairs, _ = load_annotated(args.data, args.subset, None, cfg.input.stretch_percentiles, args.limit)
     rows = []
     for method in args.methods:
-        scores, seconds = score_segmenter(build_segmenter(method, cfg, None, args.model, args.ensemble), pairs)
+        scores, seconds = score_segmenter(build_segmenter(method, cfg), pairs)
         means = mean_scores(scores)
         rows.append(f"| {method} | {means['dsb']:.4f} | {means['ap50']:.4f} | {means['f1']:.4f} | {seconds:.2f} |")
         print(rows[-1], flush=True)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from workflow import __version__
 from workflow.files import InputError
+
+if TYPE_CHECKING:
+    from workflow.config import NucflowConfig
 
 log = logging.getLogger("nucflow")
 
@@ -36,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", help="folder of images (png, tif, bmp, jpg)")
     predict.add_argument("-o", "--out", required=True, help="output folder")
     mode = predict.add_mutually_exclusive_group()
-    mode.add_argument("--method", choices=["classic", "fast", "full"], default="fast", help="segmentation method (default: fast)")
+    mode.add_argument("--method", choices=["classic", "fast", "full"], help="segmentation method (default: fast, or the config file's)")
     mode.add_argument("--fast", dest="method", action="store_const", const="fast", help="Mask R-CNN presegmentation only")
     mode.add_argument("--full", dest="method", action="store_const", const="full", help="refined prediction")
     predict.add_argument("--diameter", type=float, help="median nucleus diameter in pixels (skips the size estimate)")
@@ -44,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--ensemble", help="U-Net ensemble folder for --full (default: the shipped ensemble)")
     predict.add_argument("--params", help="post-processing parameter file for --full (default: the shipped one)")
     predict.add_argument("--keep-intermediate", action="store_true", help="--full: also write the U-Net map and Mask R-CNN labels per scale to OUT/intermediate/")
+    predict.add_argument("--overlays", action="store_true", help="also write OUT/overlays/<image>.png (contours on the image)")
+    predict.add_argument("--kaggle-csv", action="store_true", help="also write OUT/submission.csv (Kaggle run-length codes)")
+    predict.add_argument("--no-report", dest="report", action="store_false", help="do not write OUT/report.html")
+    predict.add_argument("--truth", metavar="MASKS", help="folder of ground-truth label images: per-image scores in the report")
+    predict.add_argument("--jobs", type=int, default=1, help="images segmented in parallel on this machine (default 1)")
+    predict.add_argument("--dask-scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (e.g. tcp://host:8786)")
     predict.add_argument("--overwrite", action="store_true", help="redo images that already have an output")
     _add_config_options(predict)
 
@@ -97,6 +107,30 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _apply_model_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None:
+    """--model / --ensemble name model folders in the configuration, so config.json records them."""
+    if getattr(args, "model", None):
+        cfg.presegment.model = args.model
+    if getattr(args, "ensemble", None):
+        cfg.unet.model = args.ensemble
+
+
+def _apply_predict_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None:
+    """The predict flags that are settings, written into the configuration saved beside the outputs."""
+    if args.method:
+        cfg.method = args.method
+    if args.diameter:
+        cfg.size.diameter = args.diameter
+    if args.params:
+        cfg.full.params = args.params
+    cfg.output.keep_intermediate |= args.keep_intermediate
+    cfg.output.overlays |= args.overlays
+    cfg.output.kaggle_csv |= args.kaggle_csv
+    cfg.output.report &= args.report
+    if args.jobs < 1:
+        raise InputError(None, f"--jobs must be at least 1, not {args.jobs}")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from workflow.evaluate import evaluate_folders
@@ -106,18 +140,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from workflow.config import load_config
 
         cfg = load_config(args.config, args.overrides)
+        _apply_model_options(args, cfg)
         if args.command == "predict":
-            from workflow.predict import predict_folder
+            from workflow.batch import predict_folder
 
-            if args.params:
-                cfg.full.params = args.params
-            if args.keep_intermediate:
-                cfg.output.keep_intermediate = True
-            return predict_folder(args.images, args.out, cfg, args.method, args.diameter, args.model, args.overwrite, args.ensemble)
+            _apply_predict_options(args, cfg)
+            return predict_folder(args.images, args.out, cfg, args.overwrite, args.jobs, args.dask_scheduler, args.truth)
         if args.command == "param-search":
             from workflow.search import param_search
 
-            return param_search(args.images, args.masks, args.out, cfg, args.trials, args.minutes, args.jobs, args.storage, args.model, args.ensemble)
+            return param_search(args.images, args.masks, args.out, cfg, args.trials, args.minutes, args.jobs, args.storage)
         if args.command == "train-unet":
             from workflow.training import train_unet_ensemble
 

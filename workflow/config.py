@@ -47,6 +47,9 @@ class OutputConfig:
     """What a prediction run writes besides `labels/<stem>.tif`, `sizes.csv` and `config.json`."""
 
     keep_intermediate: bool = False  # full path: `intermediate/<stem>_probability.tif` and `_mrcnn_x<scale>.tif`
+    overlays: bool = False  # `overlays/<stem>.png`: contours drawn on the image
+    kaggle_csv: bool = False  # `submission.csv`: run-length codes in the Kaggle DSB format
+    report: bool = True  # `report.html`: thumbnails, histograms, per-image table
 
 
 @dataclass
@@ -60,6 +63,7 @@ class NucflowConfig:
     unet: UNetConfig = field(default_factory=UNetConfig)
     full: FullConfig = field(default_factory=FullConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    method: str = "fast"  # prediction: "classic" (no network), "fast" (Mask R-CNN) or "full" (refined)
     device: str = "auto"  # "auto" (GPU when there is one), "cpu", "cuda", "cuda:1", ...
 
     def to_dict(self) -> dict[str, Any]:

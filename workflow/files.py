@@ -50,6 +50,11 @@ def label_path(out_dir: str | os.PathLike, stem: str) -> Path:
     return Path(out_dir) / "labels" / f"{stem}{LABEL_SUFFIX}"
 
 
+def measurement_path(out_dir: str | os.PathLike, stem: str) -> Path:
+    """Where one image's per-nucleus table goes: `<out_dir>/measurements/<stem>.csv`."""
+    return Path(out_dir) / "measurements" / f"{stem}.csv"
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only on success.
@@ -71,6 +76,14 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def remove_partial_files(folder: str | os.PathLike) -> int:
+    """Delete the temporary files of `atomic_path` that a killed run left under `folder`; returns how many."""
+    stale = [p for p in Path(folder).rglob(".*.part") if p.is_file()]
+    for path in stale:
+        path.unlink()
+    return len(stale)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

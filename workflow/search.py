@@ -15,15 +15,16 @@ from workflow.files import InputError, list_images, write_json
 from workflow.full import network_outputs
 from workflow.images import read_image, to_rgb8
 from workflow.labels import read_labels, resize_labels
-from workflow.predict import check_writable, load_full_models
+from workflow.batch import check_writable
+from workflow.predict import load_full_models
 from workflow.training_data import find_mask
 
 log = logging.getLogger(__name__)
 
 
-def build_cases(images_dir: Path, masks_dir: Path, cfg: NucflowConfig, model_folder: str | None, ensemble_folder: str | None) -> list[Case]:
+def build_cases(images_dir: Path, masks_dir: Path, cfg: NucflowConfig) -> list[Case]:
     """Network outputs of every validation image, computed once, with its ground truth at the common resolution."""
-    models = load_full_models(cfg, model_folder, ensemble_folder)
+    models = load_full_models(cfg)
     cases = []
     for path in tqdm(list_images(images_dir), desc="network outputs", unit="img"):
         rgb8 = to_rgb8(read_image(path), cfg.input.stretch_percentiles)
@@ -46,8 +47,6 @@ def param_search(
     minutes: float | None,
     jobs: int,
     storage: str | None,
-    model_folder: str | None = None,
-    ensemble_folder: str | None = None,
 ) -> int:
     """Cache network outputs (`cache.pkl`, reused on rerun), search, write `best_params.json` and `search.png`."""
     out_dir = Path(out_dir)
@@ -57,7 +56,7 @@ def param_search(
     if cache.is_file():
         log.info("reusing cached network outputs in %s", cache)
     else:
-        save_cases(cache, build_cases(Path(images_dir), Path(masks_dir), cfg, model_folder, ensemble_folder))
+        save_cases(cache, build_cases(Path(images_dir), Path(masks_dir), cfg))
     storage = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
     study = search(cache, storage, trials=trials, timeout_minutes=minutes, jobs=jobs, seed=cfg.presegment.train.seed)
     params, summary = best_params(study)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from presegment.storage import load_model, update_card
@@ -58,7 +59,7 @@ def train_presegmenter(
 def validate_fast_path(model_folder: Path, data_dir: Path, cfg: NucflowConfig) -> dict:
     """Scores of the whole fast path (size estimate included) on the val images at their own scale."""
     pairs, _ = load_annotated(data_dir, "val", None, cfg.input.stretch_percentiles)
-    scores, seconds = score_segmenter(fast_segmenter(cfg, None, str(model_folder)), pairs)
+    scores, seconds = score_segmenter(fast_segmenter(replace(cfg, presegment=replace(cfg.presegment, model=str(model_folder)))), pairs)
     return {
         "images": len(scores),
         "size": "estimated by the model (probe pass)",

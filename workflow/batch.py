@@ -1,0 +1,181 @@
+"""`nucflow predict`: segment every image of a folder, in parallel when asked (joblib locally,
+its Dask backend on a cluster), resumably, and write the outputs a lab uses.
+
+Per image, written before the label file that marks the image finished: optional
+intermediate maps and overlay PNG, and `measurements/<stem>.csv`. Per run: `sizes.csv`,
+`measurements.csv`, optional `submission.csv` (Kaggle run-length codes), `report.html`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from joblib import Parallel, delayed, parallel_config
+from tqdm import tqdm
+
+from workflow.config import NucflowConfig
+from workflow.files import InputError, label_path, list_images, measurement_path, remove_partial_files, write_text
+from workflow.images import read_image, to_rgb8, write_probability
+from workflow.labels import write_labels
+from workflow.measure import measure_nuclei, measurements_csv, overlay, write_png
+from workflow.predict import Prediction, Segmenter, build_segmenter
+from workflow.run_outputs import write_run_outputs
+
+log = logging.getLogger(__name__)
+_SEGMENTERS: dict[str, Segmenter] = {}  # per process: a worker loads its models once, not once per image
+
+
+@dataclass
+class ImageResult:
+    """What became of one image: its nucleus count, or the one-line reason it failed."""
+
+    stem: str
+    nuclei: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    """What a prediction run did, for the closing message and the exit status."""
+
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    nuclei: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        return (
+            f"{len(self.done)} segmented, {len(self.skipped)} skipped (already done), {len(self.failed)} failed; "
+            f"{self.nuclei} nuclei in the new outputs; {self.seconds:.1f} s"
+        )
+
+
+def cached_segmenter(cfg: NucflowConfig) -> Segmenter:
+    """The segmenter for `cfg`, built (models loaded) on first use in this process."""
+    key = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    if key not in _SEGMENTERS:
+        _SEGMENTERS.clear()
+        _SEGMENTERS[key] = build_segmenter(cfg.method, cfg)
+    return _SEGMENTERS[key]
+
+
+def write_image_outputs(out_dir: Path, stem: str, image: np.ndarray, rgb8: np.ndarray, prediction: Prediction, cfg: NucflowConfig) -> None:
+    """Every per-image output; the label file last, since its presence marks the image finished."""
+    for name, array in prediction.intermediate.items():
+        path = out_dir / "intermediate" / f"{stem}_{name}.tif"
+        (write_probability if np.issubdtype(array.dtype, np.floating) else write_labels)(path, array)
+    if cfg.output.overlays:
+        write_png(out_dir / "overlays" / f"{stem}.png", overlay(rgb8, prediction.labels))
+    write_text(measurement_path(out_dir, stem), measurements_csv(measure_nuclei(stem, prediction.labels, image)))
+    write_labels(label_path(out_dir, stem), prediction.labels)
+
+
+def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | None = None) -> ImageResult:
+    """Read, segment and write one image; any failure comes back as a one-line message, so a
+    batch of thousands goes on past one bad file.
+    """
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        image = read_image(path)
+        rgb8 = to_rgb8(image, cfg.input.stretch_percentiles)
+        prediction = cached_segmenter(cfg)(rgb8)
+        write_image_outputs(out_dir, path.stem, image, rgb8, prediction, cfg)
+    except InputError as error:
+        return ImageResult(path.stem, error=str(error))
+    except Exception as error:  # noqa: BLE001 - reported per image; the run's exit status says it failed
+        return ImageResult(path.stem, error=f"{path}: {type(error).__name__}: {error}")
+    return ImageResult(path.stem, int(prediction.labels.max()))
+
+
+def run_tasks(task: Callable[[Path], ImageResult], paths: list[Path], jobs: int, scheduler: str | None) -> Iterator[ImageResult]:
+    """Results of `task` over `paths`: in this process, in `jobs` local processes, or on a Dask cluster."""
+    if scheduler is None and jobs <= 1:
+        yield from map(task, paths)
+        return
+    with contextlib.ExitStack() as stack:
+        if scheduler is not None:
+            try:
+                from distributed import Client
+            except ImportError:
+                raise InputError(None, "--dask-scheduler needs Dask: install nucflow with the 'dask' extra (uv sync --extra dask)") from None
+            try:
+                stack.enter_context(Client(scheduler, timeout="30s"))
+            except OSError as error:
+                raise InputError(None, f"cannot reach the Dask scheduler at {scheduler} ({error})") from None
+            stack.enter_context(parallel_config(backend="dask"))
+        workers = jobs if jobs > 1 else -1
+        yield from Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(task)(p) for p in paths)
+
+
+def threads_per_worker(jobs: int, scheduler: str | None) -> int | None:
+    """Torch threads per local worker so that `jobs` workers share the cores; None = leave as is."""
+    if scheduler is not None or jobs <= 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def check_writable(out_dir: Path) -> None:
+    """Create the output folder, or fail early with a clear message."""
+    try:
+        (out_dir / "labels").mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".nucflow-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise InputError(out_dir, f"output folder is not writable ({error.strerror})") from None
+
+
+def predict_folder(
+    images_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: NucflowConfig,
+    overwrite: bool = False,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    truth_dir: str | os.PathLike | None = None,
+) -> int:
+    """Segment every image of `images_dir` with `cfg.method` into `out_dir`; returns the exit status
+    (0 all fine, 1 some image failed). Finished images are skipped unless `overwrite`.
+    """
+    started = time.monotonic()
+    images, out_dir = list_images(images_dir), Path(out_dir)
+    check_writable(out_dir)
+    if remove_partial_files(out_dir):
+        log.info("removed half-written files of an interrupted run in %s", out_dir)
+    cfg.save(out_dir)
+    summary = RunSummary()
+    todo = [p for p in images if overwrite or not label_path(out_dir, p.stem).is_file()]
+    summary.skipped = [p.stem for p in images if p not in todo]
+    if todo:
+        cached_segmenter(cfg)  # a missing model fails here, once, before any image (and serves a one-process run)
+    task = functools.partial(segment_image, out_dir=out_dir, cfg=cfg, threads=threads_per_worker(jobs, scheduler))
+    for result in tqdm(run_tasks(task, todo, jobs, scheduler), total=len(todo), desc=f"segmenting ({cfg.method})", unit="img"):
+        _record(result, summary)
+    summary.seconds = time.monotonic() - started
+    write_run_outputs(out_dir, images, cfg, summary.line(), truth_dir)
+    log.info("%s; outputs in %s", summary.line(), out_dir)
+    return 1 if summary.failed else 0
+
+
+def _record(result: ImageResult, summary: RunSummary) -> None:
+    if result.error is not None:
+        log.error("%s", result.error)
+        summary.failed.append(result.stem)
+        return
+    if result.nuclei == 0:
+        log.warning("%s: no nucleus found; wrote an empty label image", result.stem)
+    summary.done.append(result.stem)
+    summary.nuclei += result.nuclei

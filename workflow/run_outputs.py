@@ -1,0 +1,70 @@
+"""A prediction run's tables and report, built from the per-image files, so that a resumed
+run's outputs cover every finished image, not only the ones segmented this time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from workflow.config import NucflowConfig
+from workflow.files import label_path, measurement_path, write_text
+from workflow.images import read_image
+from workflow.labels import labels_to_rle, read_labels
+from workflow.measure import MEASUREMENT_COLUMNS, measure_nuclei, measurements_csv
+from workflow.report import ImageRow, build_report
+
+log = logging.getLogger(__name__)
+DIAMETER = MEASUREMENT_COLUMNS.index("equivalent_diameter")
+
+
+def image_measurements(out_dir: Path, image_path: Path) -> list[list[str]]:
+    """The image's per-nucleus rows (as CSV strings); recomputed from its labels if the table is missing."""
+    path = measurement_path(out_dir, image_path.stem)
+    if not path.is_file():
+        labels = read_labels(label_path(out_dir, image_path.stem))
+        write_text(path, measurements_csv(measure_nuclei(image_path.stem, labels, read_image(image_path))))
+    return list(csv.reader(io.StringIO(path.read_text())))[1:]
+
+
+def sizes_csv(rows: list[ImageRow]) -> str:
+    """CSV of image, median nucleus diameter (px) and nucleus count."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("image", "median_diameter", "count"))
+    for row in rows:
+        writer.writerow((row.stem, "" if row.median_diameter is None else f"{row.median_diameter:.2f}", row.count))
+    return buffer.getvalue()
+
+
+def submission_csv(out_dir: Path, stems: list[str]) -> str:
+    """Kaggle DSB submission: ImageId,EncodedPixels, one row per nucleus (an empty code for an empty image)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("ImageId", "EncodedPixels"))
+    for stem in stems:
+        codes = labels_to_rle(read_labels(label_path(out_dir, stem)))
+        writer.writerows((stem, code) for code in codes or [""])
+    return buffer.getvalue()
+
+
+def write_run_outputs(out_dir: Path, images: list[Path], cfg: NucflowConfig, summary: str, truth_dir: str | os.PathLike | None) -> None:
+    """`sizes.csv`, `measurements.csv`, optionally `submission.csv`, and `report.html` over all finished images."""
+    finished = [p for p in images if label_path(out_dir, p.stem).is_file()]
+    rows, all_rows = [], []
+    for path in finished:
+        nuclei = image_measurements(out_dir, path)
+        diameters = np.array([float(r[DIAMETER]) for r in nuclei])
+        rows.append(ImageRow(path, len(nuclei), float(np.median(diameters)) if nuclei else None, diameters))
+        all_rows.extend(nuclei)
+    write_text(out_dir / "sizes.csv", sizes_csv(rows))
+    write_text(out_dir / "measurements.csv", measurements_csv([tuple(r) for r in all_rows]))
+    if cfg.output.kaggle_csv:
+        write_text(out_dir / "submission.csv", submission_csv(out_dir, [p.stem for p in finished]))
+    if cfg.output.report:
+        write_text(out_dir / "report.html", build_report(out_dir, rows, cfg, summary, truth_dir))
