@@ -93,7 +93,7 @@ def build_report(out_dir: Path, rows: list[ImageRow], cfg: NucflowConfig, summar
     scores = scores_by_image(out_dir, truth_dir, [r.stem for r in rows]) if truth_dir else {}
     mean = f"<p><b>Mean DSB score over {len(scores)} images with ground truth: {np.mean([s.dsb for s in scores.values()]):.4f}</b></p>" if scores else ""
     tiles = "".join(
-        f'<figure><img src="{thumbnail(r, out_dir, cfg)}" alt="{html.escape(r.stem)}"><figcaption>{html.escape(r.stem)}: {r.count}</figcaption></figure>'
+        f'<figure><img src="{thumbnail(r, out_dir, cfg)}" alt="{html.escape(r.stem)}"><figcaption title="{html.escape(r.stem)}">{r.count}: {html.escape(r.stem)}</figcaption></figure>'
         for r in rows[:MAX_THUMBNAILS]
     )
     shown = f"first {MAX_THUMBNAILS} of {len(rows)}" if len(rows) > MAX_THUMBNAILS else f"all {len(rows)}"
@@ -102,7 +102,8 @@ def build_report(out_dir: Path, rows: list[ImageRow], cfg: NucflowConfig, summar
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; color: #222; }}
 .grid {{ display: flex; flex-wrap: wrap; gap: 8px; }}
-figure {{ margin: 0; text-align: center; font-size: 12px; }}
+figure {{ margin: 0; width: {THUMBNAIL_SIDE}px; text-align: center; font-size: 12px; }}
+figcaption {{ overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }}
 img {{ display: block; }}
 table {{ border-collapse: collapse; font-size: 13px; }}
 td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: right; }}
@@ -114,7 +115,7 @@ td:first-child, th:first-child {{ text-align: left; }}
 {mean}
 <h2>Nucleus size and count</h2>
 <img src="{histograms(rows)}" alt="histograms of nucleus size and nuclei per image">
-<h2>Contours ({shown} images; caption: nuclei found)</h2>
+<h2>Contours ({shown} images; caption: nuclei found, image)</h2>
 <div class="grid">{tiles}</div>
 <h2>Per image</h2>
 {_table(rows, scores)}
