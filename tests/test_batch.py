@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tests.synthetic import disks, nucleus_image
+from workflow import batch
 from workflow.batch import predict_folder
 from workflow.cli import main
 from workflow.config import load_config
@@ -76,6 +77,14 @@ def test_parallel_and_dask_runs_give_the_same_labels(tmp_path):
         assert other.keys() == reference.keys()
         for name in reference:
             np.testing.assert_array_equal(other[name], reference[name])
+
+
+def test_unreachable_dask_scheduler_is_a_one_line_error(tmp_path, monkeypatch, caplog):
+    pytest.importorskip("distributed")
+    images, _ = make_images(tmp_path / "images", 1)
+    monkeypatch.setattr(batch, "DASK_CONNECT_TIMEOUT", "1s")
+    assert main(["predict", str(images), "-o", str(tmp_path / "out"), "--method", "classic", "--dask-scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in caplog.text
 
 
 def test_killed_run_resumes_to_the_same_outputs(tmp_path):

@@ -32,6 +32,7 @@ from workflow.run_outputs import write_run_outputs
 
 log = logging.getLogger(__name__)
 _SEGMENTERS: dict[str, Segmenter] = {}  # per process: a worker loads its models once, not once per image
+DASK_CONNECT_TIMEOUT = "30s"
 
 
 @dataclass
@@ -112,7 +113,7 @@ def run_tasks(task: Callable[[Path], ImageResult], paths: list[Path], jobs: int,
             except ImportError:
                 raise InputError(None, "--dask-scheduler needs Dask: install nucflow with the 'dask' extra (uv sync --extra dask)") from None
             try:
-                stack.enter_context(Client(scheduler, timeout="30s"))
+                stack.enter_context(Client(scheduler, timeout=DASK_CONNECT_TIMEOUT))
             except OSError as error:
                 raise InputError(None, f"cannot reach the Dask scheduler at {scheduler} ({error})") from None
             stack.enter_context(parallel_config(backend="dask"))
