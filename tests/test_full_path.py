@@ -6,8 +6,10 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from tests.synthetic import disks, nucleus_image
+from unet_ensemble.storage import load_member
 from workflow.cli import main
 from workflow.labels import read_labels, write_labels
 
@@ -87,3 +89,14 @@ def test_keep_intermediate_writes_the_maps_post_processing_saw(trained, tmp_path
     assert probability.shape == (96, 96) and probability.dtype == np.uint16 and probability.max() > probability.min()
     assert read_labels(out / "intermediate" / "im0_mrcnn_x2.tif").shape == (96, 96)
     assert json.loads((out / "config.json").read_text())["output"]["keep_intermediate"] is True
+
+
+def test_warm_start_members_begin_from_the_previous_member(trained, tmp_path):
+    _, data = trained
+    frozen = ["unet.warm_start=true", "unet.train.learning_rate=0", "unet.train.iterations=1", "unet.train.val_every=1"]
+    assert main(["train-unet", str(data), "-o", str(tmp_path / "warm"), *flags(TINY), *flags(frozen)]) == 0
+    ensemble = tmp_path / "warm" / "ensemble"
+    assert json.loads((ensemble / "member-1" / "model.json").read_text())["initialised_from"] == "member-0"
+    assert json.loads((ensemble / "member-0" / "model.json").read_text())["initialised_from"] == "random"
+    first, second = (load_member(ensemble / f"member-{k}")[0] for k in range(2))
+    torch.testing.assert_close(second.encoder.conv1.weight, first.encoder.conv1.weight)  # learning rate 0: unchanged start

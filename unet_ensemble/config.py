@@ -16,6 +16,7 @@ class UNetConfig:
     model: str | None = None
     sigmas: tuple[float, ...] = (0.0, 0.5, 1.0)  # the reference used {0, 0, .5, .5, .5, 1, 2} over 7 members
     seeds: tuple[int, ...] = (0, 1, 2)
+    warm_start: bool = False  # each member after the first starts from the previous member's best weights
     architecture: UNetArchitecture = field(default_factory=UNetArchitecture)
     train: UNetTrainConfig = field(default_factory=UNetTrainConfig)
     predict: UNetPredictConfig = field(default_factory=UNetPredictConfig)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from presegment.storage import load_model, update_card
 from presegment.train import train as train_presegment_model
+from unet_ensemble.storage import load_member
 from unet_ensemble.train import train_member
 from workflow.config import NucflowConfig
 from workflow.files import InputError
@@ -89,7 +90,12 @@ def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
     for index, (sigma, seed) in enumerate(zip(cfg.unet.sigmas, cfg.unet.seeds)):
         member_dir = out_dir / f"member-{index}"
         log.info("training U-Net member %d/%d (target sigma %.1f, seed %d) on %s", index + 1, len(cfg.unet.seeds), sigma, seed, device)
-        results.append(train_member(train_pairs, val_pairs, cfg.unet.architecture, cfg.unet.train, sigma, seed, member_dir, card, device, resume))
+        start = None
+        if cfg.unet.warm_start and index > 0:
+            start = load_member(out_dir / f"member-{index - 1}" / "model", device)[0].train()
+            log.info("member %d starts from member %d's best weights (unet.warm_start)", index + 1, index)
+        member_card = {**card, "initialised_from": f"member-{index - 1}" if start is not None else "random"}
+        results.append(train_member(train_pairs, val_pairs, cfg.unet.architecture, cfg.unet.train, sigma, seed, member_dir, member_card, device, resume, start))
         ensemble_member = out_dir / "ensemble" / f"member-{index}"
         if ensemble_member.exists():
             shutil.rmtree(ensemble_member)
