@@ -87,5 +87,5 @@ def test_user_errors_exit_2_with_one_line(tmp_path, caplog):
     assert main(["predict", str(tmp_path / "empty"), "-o", str(tmp_path / "o"), "--method", "classic"]) == 2
     assert "no images found" in caplog.text
     assert main(["predict", str(tmp_path), "-o", str(tmp_path / "o"), "--set", "size.nope=1"]) == 2
-    assert main(["cluster"]) == 2
+    assert main(["train"]) == 2
     assert "not yet available" in caplog.text

@@ -131,7 +131,7 @@ def threads_per_worker(jobs: int, scheduler: str | None) -> int | None:
 def check_writable(out_dir: Path) -> None:
     """Create the output folder, or fail early with a clear message."""
     try:
-        (out_dir / "labels").mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".nucflow-write-test"
         probe.write_text("")
         probe.unlink()

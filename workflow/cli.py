@@ -82,12 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--ensemble", help="U-Net ensemble folder")
     _add_config_options(search)
 
-    for name, issue_help in (
-        ("train", "train on your own images (style transfer + fine-tuning)"),
-        ("cluster", "group images by visual style"),
-    ):
-        later = commands.add_parser(name, help=f"{issue_help} [not yet available]")
-        later.add_argument("args", nargs="*")
+    cluster = commands.add_parser("cluster", help="group images by visual style (k-means on style descriptors)")
+    cluster.add_argument("images", help="folder of images")
+    cluster.add_argument("-o", "--out", required=True, help="output folder (clusters.csv, features.csv, contact sheets)")
+    cluster.add_argument("--k", type=int, help="number of clusters (default: chosen by silhouette)")
+    _add_config_options(cluster)
+
+    later = commands.add_parser("train", help="train on your own images (style transfer + fine-tuning) [not yet available]")
+    later.add_argument("args", nargs="*")
     return parser
 
 
@@ -136,11 +138,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         from workflow.evaluate import evaluate_folders
 
         return evaluate_folders(args.pred_dir, args.gt_dir, args.csv)
-    if args.command in ("predict", "train-presegment", "train-unet", "param-search"):
+    if args.command in ("predict", "train-presegment", "train-unet", "param-search", "cluster"):
         from workflow.config import load_config
 
         cfg = load_config(args.config, args.overrides)
         _apply_model_options(args, cfg)
+        if args.command == "cluster":
+            from workflow.cluster_folder import cluster_folder
+
+            if args.k is not None:
+                cfg.cluster.k = args.k
+            return cluster_folder(args.images, args.out, cfg)
         if args.command == "predict":
             from workflow.batch import predict_folder
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from clustering.kmeans import ClusterConfig
 from presegment.classic import ClassicConfig
 from postprocess.config import FullConfig
 from presegment.config import PresegmentConfig
@@ -61,6 +62,7 @@ class NucflowConfig:
     classic: ClassicConfig = field(default_factory=ClassicConfig)
     presegment: PresegmentConfig = field(default_factory=PresegmentConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     full: FullConfig = field(default_factory=FullConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     method: str = "fast"  # prediction: "classic" (no network), "fast" (Mask R-CNN) or "full" (refined)
