@@ -31,6 +31,6 @@ def load_ensemble(folder: str | os.PathLike | None, device: torch.device | str =
     folder = DEFAULT_ENSEMBLE if folder is None else Path(folder)
     members = sorted(p for p in Path(folder).iterdir() if (p / CARD).is_file()) if Path(folder).is_dir() else []
     if not members:
-        hint = "; this version ships no default ensemble yet: train one with `nucflow train-unet` and pass --ensemble" if folder == DEFAULT_ENSEMBLE else ""
+        hint = "; the shipped default ensemble is missing from this installation: reinstall, or pass --ensemble" if folder == DEFAULT_ENSEMBLE else ""
         raise FileNotFoundError(f"{folder}: no U-Net ensemble members (folders with {CARD}) found{hint}")
     return [load_member(member, device) for member in members]
