@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 
 from postprocess.refine import SEARCH_SPACE, RefineParams, refine
+from workflow.labels import resize_labels
 from workflow.metrics import score_image
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,9 @@ INTEGER_PARAMETERS = {"prob_th", "erode", "dilate", "min_size", "min_overlap", "
 
 @dataclass
 class Case:
-    """One validation image's cached network outputs and ground truth, at the common resolution."""
+    """One validation image's cached network outputs (at the common resolution) and its ground
+    truth at the image's own resolution, where the refined labels are scored, as in use.
+    """
 
     scales: list[np.ndarray]
     probability: np.ndarray
@@ -49,8 +52,12 @@ def load_cases(path: str | Path) -> list[Case]:
 
 
 def mean_dsb(cases: list[Case], params: RefineParams) -> float:
-    """The objective: mean DSB score of `refine` with `params` over the cases."""
-    return float(np.mean([score_image(c.truth, refine(c.scales, c.probability.astype(np.float32), c.diameter, c.target_diameter, params)).dsb for c in cases]))
+    """The objective: mean DSB score of `refine` with `params` over the cases, at each image's own size."""
+    scores = []
+    for c in cases:
+        labels = refine(c.scales, c.probability.astype(np.float32), c.diameter, c.target_diameter, params)
+        scores.append(score_image(c.truth, resize_labels(labels, c.truth.shape)).dsb)
+    return float(np.mean(scores))
 
 
 def suggest(trial: optuna.Trial) -> RefineParams:

@@ -24,6 +24,14 @@ def test_objective_rewards_growing_to_the_unet_foreground():
     assert mean_dsb(cases(), wide) > mean_dsb(cases(), narrow)
 
 
+def test_objective_scores_at_the_image_own_resolution():
+    truth = disks((45, 45), ((12, 12), (30, 30)), 6)
+    common = disks((90, 90), ((24, 24), (60, 60)), 12)  # the same nuclei at the 2x common resolution
+    case = Case([common], (common > 0).astype(np.float32), 12.0, 24.0, truth)
+    keep = RefineParams(erode=0, dilate=0, min_size=10, min_overlap=0, c_area=10)
+    assert mean_dsb([case], keep) > 0.9  # scored after bringing the labels back to the truth's 45 x 45
+
+
 def test_search_stores_resumes_and_reports(tmp_path):
     save_cases(tmp_path / "cache.pkl", cases())
     assert load_cases(tmp_path / "cache.pkl")[0].probability.dtype == np.float16

@@ -14,7 +14,7 @@ from workflow.config import NucflowConfig
 from workflow.files import InputError, list_images, write_json
 from workflow.full import network_outputs
 from workflow.images import read_image, to_rgb8
-from workflow.labels import read_labels, resize_labels
+from workflow.labels import read_labels
 from workflow.batch import check_writable
 from workflow.predict import load_full_models
 from workflow.training_data import find_mask
@@ -33,8 +33,7 @@ def build_cases(images_dir: Path, masks_dir: Path, cfg: NucflowConfig) -> list[C
         if truth.shape != rgb8.shape[:2]:
             raise InputError(mask_path, f"mask size {truth.shape} does not match image size {rgb8.shape[:2]}")
         outputs = network_outputs(models, rgb8, cfg, cfg.size.diameter)
-        cases.append(Case(outputs.scales, outputs.probability, outputs.diameter, outputs.target_diameter,
-                          resize_labels(truth, outputs.probability.shape)))
+        cases.append(Case(outputs.scales, outputs.probability, outputs.diameter, outputs.target_diameter, truth))
     return cases
 
 
