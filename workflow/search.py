@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def build_cases(images_dir: Path, masks_dir: Path, cfg: NucflowConfig) -> list[Case]:
-    """Network outputs of every validation image, computed once, with its ground truth at the common resolution."""
+    """Network outputs of every validation image (common resolution), computed once, with its ground truth at its own size."""
     models = load_full_models(cfg)
     cases = []
     for path in tqdm(list_images(images_dir), desc="network outputs", unit="img"):
