@@ -5,8 +5,6 @@ cluster (`contact_sheet_<k>.png`, exemplars framed in orange).
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 from pathlib import Path
@@ -19,7 +17,7 @@ from clustering.features import FEATURE_NAMES, style_features
 from clustering.kmeans import Clustering, cluster_styles
 from workflow.batch import check_writable
 from workflow.config import NucflowConfig
-from workflow.files import InputError, list_images, write_text
+from workflow.files import InputError, csv_text, list_images, write_text
 from workflow.images import read_image, to_rgb8
 from workflow.measure import write_png
 
@@ -28,20 +26,12 @@ SHEET_LIMIT = 64  # images shown per contact sheet (exemplars first); clusters.c
 
 
 def clusters_csv(stems: list[str], result: Clustering) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("image", "cluster", "distance", "exemplar"))
-    for stem, label, distance, exemplar in zip(stems, result.labels, result.distances, result.exemplar):
-        writer.writerow((stem, int(label), f"{distance:.4f}", int(exemplar)))
-    return buffer.getvalue()
+    rows = zip(stems, result.labels, result.distances, result.exemplar)
+    return csv_text(("image", "cluster", "distance", "exemplar"), ((s, int(k), f"{d:.4f}", int(e)) for s, k, d, e in rows))
 
 
 def features_csv(stems: list[str], features: np.ndarray) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("image", *FEATURE_NAMES))
-    writer.writerows((stem, *(f"{v:.6g}" for v in row)) for stem, row in zip(stems, features))
-    return buffer.getvalue()
+    return csv_text(("image", *FEATURE_NAMES), ((stem, *(f"{v:.6g}" for v in row)) for stem, row in zip(stems, features)))
 
 
 def cluster_folder(images_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: NucflowConfig) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from workflow.files import InputError, is_image_file, list_images, write_text
+from workflow.files import InputError, csv_text, is_image_file, list_images, write_text
 from workflow.labels import read_labels
 from workflow.metrics import ImageScores, mean_scores, score_image
 from workflow.predict import Segmenter
@@ -56,15 +56,11 @@ def score_segmenter(segmenter: Segmenter, pairs: list[tuple[np.ndarray, np.ndarr
 
 def scores_table(scores: dict[str, ImageScores]) -> str:
     """CSV text: one row per image, then a 'mean' row."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("image", *COLUMNS))
-    for stem, s in scores.items():
-        writer.writerow((stem, *(_fmt(getattr(s, c)) for c in COLUMNS)))
+    rows = [(stem, *(_fmt(getattr(s, c)) for c in COLUMNS)) for stem, s in scores.items()]
     means = mean_scores(list(scores.values()))
     totals = {c: sum(getattr(s, c) for s in scores.values()) for c in ("n_true", "n_pred", "n_matched")}
-    writer.writerow(("mean", *(_fmt(means.get(c, totals.get(c))) for c in COLUMNS)))
-    return buffer.getvalue()
+    rows.append(("mean", *(_fmt(means.get(c, totals.get(c))) for c in COLUMNS)))
+    return csv_text(("image", *COLUMNS), rows)
 
 
 def _fmt(value: float | int) -> str:

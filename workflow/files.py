@@ -6,11 +6,13 @@ A leaf module: it imports no stage, so every part of nucflow may use it.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
 LABEL_SUFFIX = ".tif"
@@ -84,6 +86,15 @@ def remove_partial_files(folder: str | os.PathLike) -> int:
     for path in stale:
         path.unlink()
     return len(stale)
+
+
+def csv_text(header: tuple[str, ...], rows: Iterable[tuple]) -> str:
+    """CSV text (newline-terminated rows) of a header and rows: every table nucflow writes."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

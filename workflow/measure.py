@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 
 import cv2
@@ -11,7 +9,7 @@ import numpy as np
 from skimage.measure import regionprops
 from skimage.segmentation import find_boundaries
 
-from workflow.files import atomic_path
+from workflow.files import atomic_path, csv_text
 
 MEASUREMENT_COLUMNS = ("image", "label", "area", "centroid_y", "centroid_x", "equivalent_diameter", "eccentricity", "mean_intensity")
 OVERLAY_COLOUR = (255, 255, 0)  # yellow contours show on dark fluorescence and on pink H&E alike
@@ -34,14 +32,9 @@ def measure_nuclei(stem: str, labels: np.ndarray, image: np.ndarray) -> list[tup
     return rows
 
 
-def measurements_csv(rows: list[tuple], header: bool = True) -> str:
-    """CSV text of measurement rows, with the column names first when `header`."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if header:
-        writer.writerow(MEASUREMENT_COLUMNS)
-    writer.writerows(rows)
-    return buffer.getvalue()
+def measurements_csv(rows: list[tuple]) -> str:
+    """CSV text of measurement rows under MEASUREMENT_COLUMNS."""
+    return csv_text(MEASUREMENT_COLUMNS, rows)
 
 
 def overlay(rgb8: np.ndarray, labels: np.ndarray) -> np.ndarray:

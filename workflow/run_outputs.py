@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from workflow.config import NucflowConfig
-from workflow.files import label_path, measurement_path, write_text
+from workflow.files import csv_text, label_path, measurement_path, write_text
 from workflow.images import read_image
 from workflow.labels import labels_to_rle, read_labels
 from workflow.measure import MEASUREMENT_COLUMNS, measure_nuclei, measurements_csv
@@ -34,23 +34,14 @@ def image_measurements(out_dir: Path, image_path: Path) -> list[list[str]]:
 
 def sizes_csv(rows: list[ImageRow]) -> str:
     """CSV of image, median nucleus diameter (px) and nucleus count."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("image", "median_diameter", "count"))
-    for row in rows:
-        writer.writerow((row.stem, "" if row.median_diameter is None else f"{row.median_diameter:.2f}", row.count))
-    return buffer.getvalue()
+    return csv_text(("image", "median_diameter", "count"),
+                    ((r.stem, "" if r.median_diameter is None else f"{r.median_diameter:.2f}", r.count) for r in rows))
 
 
 def submission_csv(out_dir: Path, stems: list[str]) -> str:
     """Kaggle DSB submission: ImageId,EncodedPixels, one row per nucleus (an empty code for an empty image)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("ImageId", "EncodedPixels"))
-    for stem in stems:
-        codes = labels_to_rle(read_labels(label_path(out_dir, stem)))
-        writer.writerows((stem, code) for code in codes or [""])
-    return buffer.getvalue()
+    rows = ((stem, code) for stem in stems for code in labels_to_rle(read_labels(label_path(out_dir, stem))) or [""])
+    return csv_text(("ImageId", "EncodedPixels"), rows)
 
 
 def write_run_outputs(out_dir: Path, images: list[Path], cfg: NucflowConfig, summary: str, truth_dir: str | os.PathLike | None) -> None:
