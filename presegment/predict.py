@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workflow.images import tile_starts
+from workflow.images import tile_cores
 from workflow.labels import relabel
 from workflow.modelfiles import device_of
 
@@ -23,7 +23,7 @@ class DetectConfig:
     max_instances: int = 800
     mask_threshold: float = 0.6  # chosen on val (0.4: DSB 0.38, 0.5: 0.53, 0.6: 0.55 with dilate 0)
     pad_fraction: float = 0.05  # reflect padding per side, so nuclei on the border are whole
-    tile_size: int = 768  # images larger than this (after rescaling) are split into tiles
+    tile_size: int = 1280  # images larger than this (after rescaling) are split into tiles (768: 1.9x slower on CPU)
     tile_overlap: int = 160  # must exceed the largest nucleus (4x the target diameter by default)
     dilate: int = 0  # grow each instance by this many pixels; the reference's 1 costs 0.10 val DSB here
 
@@ -79,23 +79,12 @@ def run_model(model: nn.Module, rgb8: np.ndarray) -> Detections:
     )
 
 
-def _core(start: int, tile: int, length: int, starts: list[int], index: int) -> tuple[float, float]:
-    """The part of a tile that owns instance centres: halfway into each overlap with a neighbour."""
-    low = 0.0 if index == 0 else (start + starts[index - 1] + tile) / 2
-    high = float(length) if index == len(starts) - 1 else (start + tile + starts[index + 1]) / 2
-    return low, high
-
-
 def detect(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig) -> Detections:
     """Detections of a whole image, tiled when large; each instance comes from the one tile owning its centre."""
     height, width = rgb8.shape[:2]
-    ys = tile_starts(height, cfg.tile_size, cfg.tile_overlap)
-    xs = tile_starts(width, cfg.tile_size, cfg.tile_overlap)
     parts = []
-    for iy, y in enumerate(ys):
-        y_low, y_high = _core(y, cfg.tile_size, height, ys, iy)
-        for ix, x in enumerate(xs):
-            x_low, x_high = _core(x, cfg.tile_size, width, xs, ix)
+    for y, y_low, y_high in tile_cores(height, cfg.tile_size, cfg.tile_overlap):
+        for x, x_low, x_high in tile_cores(width, cfg.tile_size, cfg.tile_overlap):
             found = run_model(model, rgb8[y : y + cfg.tile_size, x : x + cfg.tile_size]).shifted(x, y)
             cx = (found.boxes[:, 0] + found.boxes[:, 2]) / 2
             cy = (found.boxes[:, 1] + found.boxes[:, 3]) / 2

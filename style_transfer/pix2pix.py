@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workflow.augment import AugmentConfig, CropSampler
+from workflow.files import atomic_path
 from workflow.modelfiles import load_weights, read_card, save_weights
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Pix2PixConfig:
     discriminator_width: int = 64
     max_minutes: float | None = None
     log_every: int = 100
+    checkpoint_every: int = 250  # iterations between resumable checkpoints (when a checkpoint path is given)
     seed: int = 0
     generator: GeneratorArchitecture = field(default_factory=GeneratorArchitecture)
     # Style is what is learned: only geometric augmentation, never photometric.
@@ -105,8 +107,13 @@ def linear_decay(iteration: int, total: int) -> float:
     return 1.0 if iteration < half else max(0.0, 1.0 - (iteration - half) / max(half, 1))
 
 
-def train_pix2pix(pairs: list[tuple[np.ndarray, np.ndarray]], cfg: Pix2PixConfig, device: torch.device | str = "cpu") -> tuple[Generator, dict]:
-    """Train on (rgb8 image, labels) pairs of one style; returns the generator and a training record."""
+def train_pix2pix(
+    pairs: list[tuple[np.ndarray, np.ndarray]], cfg: Pix2PixConfig, device: torch.device | str = "cpu", checkpoint: Path | None = None
+) -> tuple[Generator, dict]:
+    """Train on (rgb8 image, labels) pairs of one style; returns the generator and a training record.
+    With a `checkpoint` path the state is saved there every `cfg.checkpoint_every` iterations and
+    a rerun resumes from it.
+    """
     device = torch.device(device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -114,7 +121,10 @@ def train_pix2pix(pairs: list[tuple[np.ndarray, np.ndarray]], cfg: Pix2PixConfig
     generator, discriminator = Generator(cfg.generator).to(device).train(), patch_discriminator(cfg.discriminator_width).to(device).train()
     optimizers = [torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, betas=(cfg.beta1, 0.999)) for net in (generator, discriminator)]
     schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda it: linear_decay(it, cfg.iterations)) for o in optimizers]
-    started, iteration, losses = time.monotonic(), 0, {"generator": 0.0, "discriminator": 0.0, "l1": 0.0}
+    parts = {"generator": generator, "discriminator": discriminator, "optimizer_g": optimizers[0], "optimizer_d": optimizers[1],
+             "schedule_g": schedules[0], "schedule_d": schedules[1]}
+    iteration = _resume(checkpoint, parts, rng, device)
+    started, losses = time.monotonic(), {"generator": 0.0, "discriminator": 0.0, "l1": 0.0}
     while iteration < cfg.iterations and (cfg.max_minutes is None or time.monotonic() - started < cfg.max_minutes * 60):
         masks, real = _batch(sampler, cfg.batch_size, device)
         fake = generator(masks)
@@ -138,8 +148,31 @@ def train_pix2pix(pairs: list[tuple[np.ndarray, np.ndarray]], cfg: Pix2PixConfig
         if iteration % cfg.log_every == 0:
             log.info("pix2pix it %d/%d: G %.3f D %.3f L1 %.4f", iteration, cfg.iterations, losses["generator"], losses["discriminator"], losses["l1"])
             losses = dict.fromkeys(losses, 0.0)
+        if checkpoint is not None and iteration % cfg.checkpoint_every == 0:
+            _save_checkpoint(checkpoint, parts, rng, iteration)
     record = {"iterations": iteration, "minutes": round((time.monotonic() - started) / 60, 1), "images": len(pairs), "settings": asdict(cfg)}
     return generator.eval(), record
+
+
+def _resume(checkpoint: Path | None, parts: dict, rng: np.random.Generator, device: torch.device) -> int:
+    """Load the saved training state into `parts` and `rng`; returns the iteration to go on from (0 without one)."""
+    if checkpoint is None or not checkpoint.is_file():
+        return 0
+    saved = torch.load(checkpoint, map_location=device, weights_only=False)
+    for name, part in parts.items():
+        part.load_state_dict(saved[name])
+    rng.bit_generator.state = saved["rng"]
+    torch.set_rng_state(saved["torch_rng"])
+    log.info("pix2pix resumed from %s at iteration %d", checkpoint, saved["iteration"])
+    return saved["iteration"]
+
+
+def _save_checkpoint(checkpoint: Path, parts: dict, rng: np.random.Generator, iteration: int) -> None:
+    """Everything a rerun needs to go on, written atomically."""
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    state = {name: part.state_dict() for name, part in parts.items()}
+    with atomic_path(checkpoint) as tmp:
+        torch.save({**state, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "iteration": iteration}, tmp)
 
 
 @torch.inference_mode()

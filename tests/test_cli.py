@@ -87,5 +87,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path, caplog):
     assert main(["predict", str(tmp_path / "empty"), "-o", str(tmp_path / "o"), "--method", "classic"]) == 2
     assert "no images found" in caplog.text
     assert main(["predict", str(tmp_path), "-o", str(tmp_path / "o"), "--set", "size.nope=1"]) == 2
-    assert main(["train"]) == 2
-    assert "not yet available" in caplog.text
+    assert main(["train", str(tmp_path / "empty"), "-o", str(tmp_path / "run"), "--stages", "unet,polish"]) == 2
+    assert "unknown stage 'polish'" in caplog.text
+    assert main(["predict", str(tmp_path / "empty"), "-o", str(tmp_path / "o"), "--models", str(tmp_path / "empty")]) == 2
+    assert "not a models folder" in caplog.text

@@ -37,6 +37,13 @@ def test_write_relabels_when_labels_exceed_uint16(tmp_path):
     assert sorted(np.unique(read_labels(tmp_path / "x.tif"))) == [0, 1, 2]
 
 
+def test_more_than_65535_objects_are_written_as_uint32(tmp_path):
+    labels = np.arange(70000, dtype=np.int64).reshape(280, 250)  # 69999 objects, one pixel each
+    write_labels(tmp_path / "x.tif", labels)
+    assert tifffile.imread(tmp_path / "x.tif").dtype == np.uint32
+    np.testing.assert_array_equal(read_labels(tmp_path / "x.tif"), labels)
+
+
 def test_float_and_negative_labels_are_rejected(tmp_path):
     tifffile.imwrite(tmp_path / "f.tif", np.full((4, 4), 1.5, np.float32))
     with pytest.raises(InputError, match="float"):

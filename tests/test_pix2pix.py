@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from style_transfer import pix2pix
 from style_transfer.pix2pix import (GeneratorArchitecture, Pix2PixConfig, load_generator, linear_decay, mask_channels, patch_discriminator,
                                     save_generator, synthesize, train_pix2pix)
 from tests.synthetic import disks
@@ -48,3 +49,27 @@ def test_generator_learns_the_style_and_round_trips(tmp_path):
     save_generator(tmp_path / "g", generator, {"training": record})
     again = synthesize(load_generator(tmp_path / "g"), mask)
     assert np.abs(again.astype(int) - image).max() <= 2  # fp16 weights: the same image up to rounding
+
+
+def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    labels = disks((64, 64), ((20, 20), (44, 40)), 8)
+    pairs = [(styled(labels, 0), labels)]
+    cfg = Pix2PixConfig(iterations=6, batch_size=1, crop_size=32, discriminator_width=8, log_every=3, checkpoint_every=3, generator=TINY)
+    whole, _ = train_pix2pix(pairs, cfg)
+    real_batch, calls = pix2pix._batch, []
+
+    def interrupted_at_the_fifth_batch(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real_batch(*args)
+
+    monkeypatch.setattr(pix2pix, "_batch", interrupted_at_the_fifth_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train_pix2pix(pairs, cfg, checkpoint=tmp_path / "ck.pt")
+    assert torch.load(tmp_path / "ck.pt", weights_only=False)["iteration"] == 3
+    monkeypatch.undo()
+    resumed, record = train_pix2pix(pairs, cfg, checkpoint=tmp_path / "ck.pt")
+    assert record["iterations"] == 6
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)

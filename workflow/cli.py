@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--fast", dest="method", action="store_const", const="fast", help="Mask R-CNN presegmentation only")
     mode.add_argument("--full", dest="method", action="store_const", const="full", help="refined prediction")
     predict.add_argument("--diameter", type=float, help="median nucleus diameter in pixels (skips the size estimate)")
+    predict.add_argument("--models", metavar="FOLDER", help="models trained by 'nucflow train' (its RUN/models folder)")
     predict.add_argument("--model", help="presegmenter model folder (default: the shipped model)")
     predict.add_argument("--ensemble", help="U-Net ensemble folder for --full (default: the shipped ensemble)")
     predict.add_argument("--params", help="post-processing parameter file for --full (default: the shipped one)")
@@ -88,8 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--k", type=int, help="number of clusters (default: chosen by silhouette)")
     _add_config_options(cluster)
 
-    later = commands.add_parser("train", help="train on your own images (style transfer + fine-tuning) [not yet available]")
-    later.add_argument("args", nargs="*")
+    train = commands.add_parser("train", help="adapt nucflow to your images: style transfer + fine-tuning (with or without masks)")
+    train.add_argument("images", help="folder of your images")
+    train.add_argument("-o", "--out", required=True, help="run folder; the models go to OUT/models/")
+    train.add_argument("--masks", help="folder of label images for the images (matched by stem); without it they are presegmented")
+    train.add_argument("--val", metavar="VAL_DIR", help="folder with images/ and masks/ for validation and early stopping")
+    train.add_argument("--single-experiment", action="store_true", help="all images have one style: no clustering, more synthetic masks")
+    train.add_argument("--stages", help="comma-separated stages to run (default all): presegment,cluster,masks,pix2pix,synthesize,unet,presegmenter")
+    train.add_argument("--from-scratch", action="store_true", help="train new networks instead of fine-tuning the shipped ones")
+    train.add_argument("--model", help="presegmenter to start from (default: the shipped model)")
+    train.add_argument("--ensemble", help="U-Net ensemble to start from (default: the shipped ensemble)")
+    _add_config_options(train)
     return parser
 
 
@@ -110,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _apply_model_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None:
-    """--model / --ensemble name model folders in the configuration, so config.json records them."""
+    """--models / --model / --ensemble name model folders in the configuration, so config.json records them."""
+    if getattr(args, "models", None):
+        from workflow.modelfiles import trained_models
+
+        cfg.presegment.model, cfg.unet.model, cfg.full.params = trained_models(args.models)
     if getattr(args, "model", None):
         cfg.presegment.model = args.model
     if getattr(args, "ensemble", None):
@@ -138,39 +152,42 @@ def _dispatch(args: argparse.Namespace) -> int:
         from workflow.evaluate import evaluate_folders
 
         return evaluate_folders(args.pred_dir, args.gt_dir, args.csv)
-    if args.command in ("predict", "train-presegment", "train-unet", "param-search", "cluster"):
-        from workflow.config import load_config
+    from workflow.config import load_config
 
-        cfg = load_config(args.config, args.overrides)
-        _apply_model_options(args, cfg)
-        if args.command == "cluster":
-            from workflow.cluster_folder import cluster_folder
+    cfg = load_config(args.config, args.overrides)
+    _apply_model_options(args, cfg)
+    if args.command == "cluster":
+        from workflow.cluster_folder import cluster_folder
 
-            if args.k is not None:
-                cfg.cluster.k = args.k
-            return cluster_folder(args.images, args.out, cfg)
-        if args.command == "predict":
-            from workflow.batch import predict_folder
+        if args.k is not None:
+            cfg.cluster.k = args.k
+        return cluster_folder(args.images, args.out, cfg)
+    if args.command == "train":
+        from workflow.adapt import train_on_images
 
-            _apply_predict_options(args, cfg)
-            return predict_folder(args.images, args.out, cfg, args.overwrite, args.jobs, args.dask_scheduler, args.truth)
-        if args.command == "param-search":
-            from workflow.search import param_search
+        cfg.adapt.from_scratch |= args.from_scratch
+        stages = tuple(s.strip() for s in args.stages.split(",")) if args.stages else None
+        return train_on_images(args.images, args.out, cfg, args.masks, args.val, args.single_experiment, stages)
+    if args.command == "predict":
+        from workflow.batch import predict_folder
 
-            return param_search(args.images, args.masks, args.out, cfg, args.trials, args.minutes, args.jobs, args.storage)
-        if args.command == "train-unet":
-            from workflow.training import train_unet_ensemble
+        _apply_predict_options(args, cfg)
+        return predict_folder(args.images, args.out, cfg, args.overwrite, args.jobs, args.dask_scheduler, args.truth)
+    if args.command == "param-search":
+        from workflow.search import param_search
 
-            best = train_unet_ensemble(args.data, args.out, cfg, resume=not args.restart)
-            log.info("best validation per member: %s", best)
-            return 0
-        from workflow.training import train_presegmenter
+        return param_search(args.images, args.masks, args.out, cfg, args.trials, args.minutes, args.jobs, args.storage)
+    if args.command == "train-unet":
+        from workflow.training import train_unet_ensemble
 
-        best = train_presegmenter(args.data, args.out, cfg, resume=not args.restart, start_from=args.start_from)
-        log.info("best validation: %s", best)
+        best = train_unet_ensemble(args.data, args.out, cfg, resume=not args.restart)
+        log.info("best validation per member: %s", best)
         return 0
-    log.error("'nucflow %s' is not yet available in this version", args.command)
-    return 2
+    from workflow.training import train_presegmenter
+
+    best = train_presegmenter(args.data, args.out, cfg, resume=not args.restart, start_from=args.start_from)
+    log.info("best validation: %s", best)
+    return 0
 
 
 if __name__ == "__main__":

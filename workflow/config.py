@@ -22,8 +22,11 @@ from clustering.kmeans import ClusterConfig
 from presegment.classic import ClassicConfig
 from postprocess.config import FullConfig
 from presegment.config import PresegmentConfig
+from style_transfer.pix2pix import Pix2PixConfig
+from style_transfer.synthetic_masks import SyntheticMaskConfig
 from unet_ensemble.config import UNetConfig
 from workflow.files import InputError, write_json
+from workflow.tiling import TilingConfig
 
 
 @dataclass
@@ -54,19 +57,38 @@ class OutputConfig:
 
 
 @dataclass
+class AdaptConfig:
+    """How much synthetic data `nucflow train` makes and how long it fine-tunes."""
+
+    masks_per_cluster: int = 20
+    single_experiment_masks: int = 1000
+    style_images: int = 3  # pix2pix learns a style from the images nearest its cluster's centre ("best 3")
+    from_scratch: bool = False  # train new networks instead of fine-tuning the shipped (or given) ones
+    unet_iterations: int = 2000
+    presegmenter_iterations: int = 2000
+    val_fraction: float = 0.1  # without --val: share of the synthetic pairs held out for early stopping
+    seed: int = 0
+
+
+@dataclass
 class NucflowConfig:
     """Every setting of a nucflow run, grouped by stage."""
 
     input: InputConfig = field(default_factory=InputConfig)
     size: SizeConfig = field(default_factory=SizeConfig)
+    tiling: TilingConfig = field(default_factory=TilingConfig)
     classic: ClassicConfig = field(default_factory=ClassicConfig)
     presegment: PresegmentConfig = field(default_factory=PresegmentConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    synthetic: SyntheticMaskConfig = field(default_factory=SyntheticMaskConfig)
+    pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
     full: FullConfig = field(default_factory=FullConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     method: str = "fast"  # prediction: "classic" (no network), "fast" (Mask R-CNN) or "full" (refined)
     device: str = "auto"  # "auto" (GPU when there is one), "cpu", "cuda", "cuda:1", ...
+    channels_last: bool = True  # networks' weights in channels-last order for prediction (faster convolutions)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

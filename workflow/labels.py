@@ -36,15 +36,16 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
-    """Write a label image as a compressed uint16 TIFF (opens in Fiji and napari), atomically."""
+    """Write a label image as a compressed uint16 TIFF (opens in Fiji and napari), atomically;
+    uint32 when it holds more than 65535 objects, which uint16 cannot number.
+    """
     if labels.ndim != 2:
         raise ValueError(f"label image must be 2-D, got shape {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL):
         labels = relabel(labels)
-        if labels.max() > MAX_LABEL:
-            raise ValueError(f"{labels.max()} objects do not fit in a uint16 label image")
+    dtype = np.uint16 if labels.max(initial=0) <= MAX_LABEL else np.uint32
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, labels.astype(np.uint16), compression="zlib", photometric="minisblack")
+        tifffile.imwrite(tmp, labels.astype(dtype), compression="zlib", photometric="minisblack")
 
 
 def relabel(labels: np.ndarray) -> np.ndarray:

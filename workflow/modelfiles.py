@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from workflow.files import atomic_path, write_json
+from workflow.files import InputError, atomic_path, write_json
 
 WEIGHTS = "weights.safetensors"
 CARD = "model.json"
@@ -59,6 +59,23 @@ def update_card(folder: str | os.PathLike, **fields) -> dict:
     card = {**read_card(folder), **fields}
     write_card(folder, card)
     return card
+
+
+def trained_models(folder: str | os.PathLike) -> tuple[str | None, str | None, str | None]:
+    """Presegmenter folder, U-Net ensemble folder and params file in a `nucflow train` models folder
+    (RUN/models: presegment/, unet/, params.json); None for each one it lacks (the shipped one is used).
+    """
+    folder = Path(folder)
+    found = [folder / "presegment", folder / "unet", folder / "params.json"]
+    if not folder.is_dir() or not any(path.exists() for path in found):
+        raise InputError(folder, "not a models folder of 'nucflow train' (no presegment/, unet/ or params.json)")
+    return tuple(str(path) if path.exists() else None for path in found)  # type: ignore[return-value]
+
+
+def for_inference(model: nn.Module, channels_last: bool) -> nn.Module:
+    """Eval mode, with convolution weights in channels-last order when asked (faster convolutions on CPU)."""
+    model.eval()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def device_of(model: nn.Module) -> torch.device:

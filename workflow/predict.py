@@ -9,8 +9,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from workflow.config import NucflowConfig
+from workflow.config import NucflowConfig, SizeConfig
 from workflow.files import InputError
+from workflow.images import size_scale
+from workflow.modelfiles import for_inference
+from workflow.tiling import TilingConfig, needs_tiles, segment_in_tiles
 
 log = logging.getLogger(__name__)
 
@@ -23,17 +26,44 @@ class Prediction:
     intermediate: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-Segmenter = Callable[[np.ndarray], Prediction]  # (H, W, 3) uint8 -> labels of the same size
+@dataclass
+class Segmenter:
+    """A method with its models loaded. Calling it on an (H, W, 3) uint8 image gives labels of the
+    same size: the nucleus size is estimated once (or given), then the image is segmented whole,
+    or in tiles when it is too large after rescaling.
+    """
+
+    target_diameter: float
+    estimate: Callable[[np.ndarray], float | None]  # median nucleus diameter in the image's pixels
+    segment: Callable[[np.ndarray, float | None], Prediction]  # labels for a known diameter (None: unscaled)
+    size: SizeConfig
+    tiling: TilingConfig
+
+    def __call__(self, rgb8: np.ndarray) -> Prediction:
+        diameter = self.size.diameter if self.size.diameter is not None else self.estimate(rgb8)
+        if diameter is None:
+            log.warning("no nucleus found by the size estimate; segmenting the image unscaled")
+        scale = size_scale(diameter, self.target_diameter, self.size.min_scale, self.size.max_scale)
+        tile, overlap = self.tiling.original_pixels(scale)
+        if not needs_tiles(rgb8.shape, tile):
+            return self.segment(rgb8, diameter)
+        log.info("large image (%d x %d px, x%.2f): segmenting it in tiles of %d px", rgb8.shape[0], rgb8.shape[1], scale, tile)
+
+        def segment_tile(window: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            prediction = self.segment(window, diameter)
+            return prediction.labels, prediction.intermediate
+
+        return Prediction(*segment_in_tiles(segment_tile, rgb8, tile, overlap))
 
 
 def classic_segmenter(cfg: NucflowConfig) -> Segmenter:
     """Otsu + watershed baseline on the size-normalised image."""
-    from presegment.classic import segment
+    from presegment.classic import estimate_diameter, segment
 
-    def run(rgb8: np.ndarray) -> Prediction:
-        return Prediction(segment(rgb8, cfg.classic, cfg.size.target_diameter, cfg.size.diameter, cfg.size.min_scale, cfg.size.max_scale))
+    def run(rgb8: np.ndarray, diameter: float | None) -> Prediction:
+        return Prediction(segment(rgb8, cfg.classic, cfg.size.target_diameter, diameter, cfg.size.min_scale, cfg.size.max_scale))
 
-    return run
+    return Segmenter(cfg.size.target_diameter, lambda rgb8: estimate_diameter(rgb8, cfg.classic), run, cfg.size, cfg.tiling)
 
 
 @contextlib.contextmanager
@@ -48,19 +78,19 @@ def model_errors() -> Iterator[None]:
 def fast_segmenter(cfg: NucflowConfig) -> Segmenter:
     """Mask R-CNN presegmentation at the model's nucleus scale; the model is loaded once."""
     from presegment.backends import load_presegmenter
-    from presegment.pipeline import presegment
+    from presegment.pipeline import estimate_diameter, presegment
 
     with model_errors():
         model, card = load_presegmenter(cfg.presegment.backend, cfg.presegment.model, cfg.device)
+    model = for_inference(model, cfg.channels_last)
     target = float(card["target_diameter"])
+    detect = cfg.presegment.detect
 
-    def run(rgb8: np.ndarray) -> Prediction:
-        result = presegment(model, rgb8, target, cfg.presegment.detect, cfg.size.diameter, cfg.presegment.probe_scale, (cfg.size.min_scale, cfg.size.max_scale))
-        if result.size_source == "unknown":
-            log.warning("no nucleus found at the probe scale; segmented the image unscaled")
-        return Prediction(result.labels)
+    def run(rgb8: np.ndarray, diameter: float | None) -> Prediction:
+        scale_limits = (cfg.size.min_scale, cfg.size.max_scale)
+        return Prediction(presegment(model, rgb8, target, detect, diameter, scale_limits=scale_limits).labels)
 
-    return run
+    return Segmenter(target, lambda rgb8: estimate_diameter(model, rgb8, detect, cfg.presegment.probe_scale), run, cfg.size, cfg.tiling)
 
 
 def load_full_models(cfg: NucflowConfig):
@@ -73,7 +103,8 @@ def load_full_models(cfg: NucflowConfig):
     with model_errors():
         model, card = load_presegmenter(cfg.presegment.backend, cfg.presegment.model, cfg.device)
         members = load_ensemble(cfg.unet.model, device_of(model))
-    return Models(model, float(card["target_diameter"]), members)
+    members = [(for_inference(member, cfg.channels_last), member_card) for member, member_card in members]
+    return Models(for_inference(model, cfg.channels_last), float(card["target_diameter"]), members)
 
 
 def full_segmenter(cfg: NucflowConfig) -> Segmenter:
@@ -81,19 +112,21 @@ def full_segmenter(cfg: NucflowConfig) -> Segmenter:
     `output.keep_intermediate` also the ensemble map and each scale's Mask R-CNN labels.
     """
     from postprocess.params import load_params
+    from presegment.pipeline import estimate_diameter
     from workflow.full import intermediate_maps, network_outputs, refined_labels
 
     models = load_full_models(cfg)
     with model_errors():
         params = load_params(cfg.full.params)
 
-    def run(rgb8: np.ndarray) -> Prediction:
-        outputs = network_outputs(models, rgb8, cfg, cfg.size.diameter)
+    def run(rgb8: np.ndarray, diameter: float | None) -> Prediction:
+        outputs = network_outputs(models, rgb8, cfg, diameter)
         shape = rgb8.shape[:2]
         kept = intermediate_maps(outputs, cfg.full.mrcnn_scales, shape) if cfg.output.keep_intermediate else {}
         return Prediction(refined_labels(outputs, params, shape), kept)
 
-    return run
+    detect, probe = cfg.presegment.detect, cfg.presegment.probe_scale
+    return Segmenter(models.target_diameter, lambda rgb8: estimate_diameter(models.presegmenter, rgb8, detect, probe), run, cfg.size, cfg.tiling)
 
 
 def build_segmenter(method: str, cfg: NucflowConfig) -> Segmenter:

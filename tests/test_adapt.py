@@ -1,0 +1,91 @@
+"""`nucflow train` end to end on tiny settings: unlabeled images of two styles in, models that predict out."""
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.synthetic import disks
+from workflow.cli import main
+from workflow.labels import read_labels, write_labels
+
+TINY = [
+    "device=cpu", "cluster.k=2", "synthetic.size=128",
+    "adapt.masks_per_cluster=2", "adapt.style_images=2", "adapt.unet_iterations=2", "adapt.presegmenter_iterations=2",
+    "pix2pix.iterations=4", "pix2pix.batch_size=1", "pix2pix.crop_size=64", "pix2pix.discriminator_width=8",
+    "pix2pix.generator.depth=3", "pix2pix.generator.decoder_channels=[32,16,8]",
+    "unet.train.batch_size=1", "unet.train.crop_size=64", "presegment.train.batch_size=1", "presegment.train.crop_size=64",
+]
+
+
+def two_styles(folder, masks_folder=None):
+    """Four 160 px images: two fluorescence-like (bright on dark), two H&E-like (purple on pink)."""
+    folder.mkdir()
+    for index in range(4):
+        rng = np.random.default_rng(index)
+        centres = [(y + rng.integers(-4, 5), x + rng.integers(-4, 5)) for y in (30, 80, 130) for x in (30, 80, 130)]
+        labels = disks((160, 160), centres, 11)
+        if index < 2:
+            image = np.where((labels > 0)[..., None], 200, 15) + rng.normal(0, 6, (160, 160, 1))
+            image = np.repeat(image, 3, axis=2)
+        else:
+            image = np.where((labels > 0)[..., None], [90, 40, 150], [235, 180, 210]) + rng.normal(0, 6, (160, 160, 3))
+        cv2.imwrite(str(folder / f"img{index}.png"), cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+        if masks_folder is not None:
+            write_labels(masks_folder / f"img{index}.tif", labels)
+
+
+def overrides():
+    return [arg for setting in TINY for arg in ("--set", setting)]
+
+
+def test_train_on_unlabeled_images_then_predict_with_the_models(tmp_path):
+    images, run = tmp_path / "images", tmp_path / "run"
+    two_styles(images)
+    assert main(["train", str(images), "-o", str(run), *overrides()]) == 0
+
+    assert len(list((run / "presegment" / "labels").glob("*.tif"))) == 4
+    with (run / "clusters" / "clusters.csv").open() as handle:
+        cluster_of = {row["image"]: row["cluster"] for row in csv.DictReader(handle)}
+    assert cluster_of["img0"] == cluster_of["img1"] != cluster_of["img2"] == cluster_of["img3"]
+    for cluster in (0, 1):
+        synthetic = run / "synthetic" / f"cluster-{cluster}"
+        masks, drawn = sorted((synthetic / "masks").glob("*.tif")), sorted((synthetic / "images").glob("*.png"))
+        assert len(masks) == len(drawn) == 2
+        assert read_labels(masks[0]).shape == (128, 128) and read_labels(masks[0]).max() > 0
+        assert cv2.imread(str(drawn[0])).shape == (128, 128, 3)
+        assert json.loads((run / "pix2pix" / f"cluster-{cluster}" / "model.json").read_text())["training"]["iterations"] == 4
+    models = run / "models"
+    card = json.loads((models / "presegment" / "model.json").read_text())
+    assert card["initialised_from"].endswith("default") and card["training"]["iterations"] == 2
+    assert sorted(p.name for p in (models / "unet").iterdir()) == ["member-0", "member-1", "member-2"]
+    assert json.loads((models / "params.json").read_text())["params"]
+
+    generator_weights = run / "pix2pix" / "cluster-0" / "weights.safetensors"
+    stamp = generator_weights.stat().st_mtime_ns
+    assert main(["train", str(images), "-o", str(run), *overrides()]) == 0  # a rerun redoes nothing finished
+    assert generator_weights.stat().st_mtime_ns == stamp
+
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "-o", str(out), "--full", "--models", str(models), "--set", "device=cpu"]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["presegment"]["model"] == str(models / "presegment") and saved["unet"]["model"] == str(models / "unet")
+    assert read_labels(out / "labels" / "img0.tif").shape == (160, 160)
+
+
+def test_train_with_masks_single_experiment_and_chosen_stages(tmp_path):
+    images, masks, run = tmp_path / "images", tmp_path / "masks", tmp_path / "run"
+    masks.mkdir()
+    two_styles(images, masks)
+    args = ["train", str(images), "--masks", str(masks), "-o", str(run), "--single-experiment",
+            "--stages", "cluster,masks", "--set", "adapt.single_experiment_masks=3", *overrides()]
+    assert main(args) == 0
+    assert not (run / "presegment").exists()  # the given masks are the labels
+    with (run / "clusters" / "clusters.csv").open() as handle:
+        assert {row["cluster"] for row in csv.DictReader(handle)} == {"0"}
+    assert len(list((run / "synthetic" / "cluster-0" / "masks").glob("*.tif"))) == 3
+    assert not (run / "pix2pix").exists() and not (run / "models" / "unet").exists()
+    with pytest.raises(SystemExit):
+        main(["train", str(images)])  # -o is required

@@ -1,0 +1,79 @@
+"""Large images in tiles: the stitched result equals the whole-image result, and no tile exceeds its size."""
+
+import numpy as np
+import pytest
+from skimage.measure import label as connected_components
+
+from tests.synthetic import disks, nucleus_image
+from workflow.config import load_config
+from workflow.images import tile_cores, to_rgb8
+from workflow.metrics import score_image
+from workflow.predict import build_segmenter
+from workflow.tiling import TilingConfig, owned_objects, segment_in_tiles
+
+
+def grid_of_disks(shape=(300, 420), spacing=30, radius=9) -> np.ndarray:
+    centres = [(y, x) for y in range(15, shape[0] - 10, spacing) for x in range(15, shape[1] - 10, spacing)]
+    return disks(shape, centres, radius)
+
+
+def threshold_segmenter(seen: list[tuple[int, int]]):
+    """A local segmenter (threshold + connected components) that also returns the image as a float map."""
+
+    def segment(rgb8: np.ndarray):
+        seen.append(rgb8.shape[:2])
+        gray = rgb8[..., 0]
+        labels = connected_components(gray > 100).astype(np.int32)
+        return labels, {"brightness": gray.astype(np.float32) / 255, "objects": labels}
+
+    return segment
+
+
+def test_tile_cores_cover_each_pixel_once():
+    for length, tile, overlap in ((1000, 300, 60), (300, 300, 60), (301, 100, 30)):
+        cores = tile_cores(length, tile, overlap)
+        assert cores[0][1] == 0 and cores[-1][2] == length
+        assert all(a[2] == b[1] for a, b in zip(cores, cores[1:]))
+        assert all(start <= low and high <= start + tile for start, low, high in cores)
+
+
+def test_owned_objects_keeps_objects_whose_centroid_is_in_the_core():
+    labels = disks((60, 60), centres=((10, 10), (10, 45), (45, 30)), radius=5)
+    owned = owned_objects(labels, (0, 30, 0, 30))
+    assert owned.max() == 1 and (owned > 0).sum() == (labels == 1).sum()
+    assert owned_objects(np.zeros((5, 5), np.int32), (0, 5, 0, 5)).max() == 0
+
+
+def test_stitched_tiles_equal_the_whole_image():
+    truth = grid_of_disks()
+    rgb8 = to_rgb8(nucleus_image(truth))
+    seen: list[tuple[int, int]] = []
+    whole, whole_maps = threshold_segmenter([])(rgb8)
+    labels, maps = segment_in_tiles(threshold_segmenter(seen), rgb8, tile=128, overlap=40)
+    assert len(seen) > 6 and max(max(shape) for shape in seen) <= 128
+    assert labels.max() == whole.max() == truth.max()
+    assert score_image(whole, labels).dsb == 1.0  # every object identical, none cut or doubled
+    assert np.array_equal(maps["brightness"], whole_maps["brightness"])
+    assert score_image(whole, maps["objects"]).dsb == 1.0
+
+
+def test_segmenter_tiles_a_large_image_like_the_whole(monkeypatch):
+    truth = grid_of_disks((360, 480), spacing=40, radius=10)
+    rgb8 = to_rgb8(nucleus_image(truth))
+    whole = build_segmenter("classic", load_config(overrides=["size.diameter=20"]))(rgb8).labels
+    tiled_cfg = load_config(overrides=["size.diameter=20", "tiling.tile_size=256", "tiling.overlap=96"])
+    segmenter = build_segmenter("classic", tiled_cfg)
+    assert TilingConfig(256, 96).original_pixels(segmenter.target_diameter / 20) == (128, 48)
+    seen: list[tuple[int, int]] = []
+    inner = segmenter.segment
+
+    def spy(window, diameter):
+        seen.append(window.shape[:2])
+        return inner(window, diameter)
+
+    monkeypatch.setattr(segmenter, "segment", spy)
+    tiled = segmenter(rgb8).labels
+    assert len(seen) == 4 * 6 and max(max(shape) for shape in seen) == 128
+    assert tiled.shape == truth.shape
+    assert score_image(truth, tiled).dsb == pytest.approx(score_image(truth, whole).dsb, abs=0.02)
+    assert score_image(truth, tiled).ap50 == 1.0

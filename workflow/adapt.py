@@ -1,0 +1,295 @@
+"""`nucflow train`: adapt nucflow to the user's images, with or without their masks.
+
+Stages, each resumable and each writing into the run folder (RUN/):
+  presegment  label the images with the current presegmenter (skipped when masks are given)
+  cluster     group the images by style (one group with --single-experiment)
+  masks       synthetic label masks per group, from the group's real nucleus shapes
+  pix2pix     one mask -> image generator per group, learned from its exemplar images
+  synthesize  one synthetic image per synthetic mask: annotated pairs in the group's style
+  unet        fine-tune the U-Net ensemble on the synthetic pairs (and the user's masks)
+  presegmenter  fine-tune the Mask R-CNN on the same pairs
+The models land in RUN/models/ for `nucflow predict --models RUN/models`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from presegment.model import Architecture
+from presegment.storage import DEFAULT_MODEL, load_model, read_card
+from presegment.train import train as train_presegment_model
+from postprocess.params import DEFAULT_PARAMS
+from style_transfer.pix2pix import load_generator, save_generator, synthesize, train_pix2pix
+from style_transfer.synthetic_masks import collect_shapes, synthesize_mask
+from unet_ensemble.model import UNetArchitecture, build_unet
+from unet_ensemble.storage import DEFAULT_ENSEMBLE, load_ensemble
+from unet_ensemble.train import train_member
+from workflow.batch import predict_folder
+from workflow.cluster_folder import cluster_folder
+from workflow.config import NucflowConfig
+from workflow.files import InputError, list_images, write_json
+from workflow.images import read_image, to_rgb8
+from workflow.labels import read_labels, write_labels
+from workflow.measure import write_png
+from workflow.runtime import resolve_device
+from workflow.training_data import Pair, find_mask, load_pair, normalise_pair
+
+log = logging.getLogger(__name__)
+STAGES = ("presegment", "cluster", "masks", "pix2pix", "synthesize", "unet", "presegmenter")
+
+
+@dataclass
+class RunLayout:
+    """Where each stage of a training run writes."""
+
+    root: Path
+
+    @property
+    def presegmentation(self) -> Path:
+        return self.root / "presegment"
+
+    @property
+    def clusters(self) -> Path:
+        return self.root / "clusters" / "clusters.csv"
+
+    def synthetic(self, cluster: int) -> Path:
+        return self.root / "synthetic" / f"cluster-{cluster}"
+
+    def generator(self, cluster: int) -> Path:
+        return self.root / "pix2pix" / f"cluster-{cluster}"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+
+def train_on_images(
+    images_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: NucflowConfig,
+    masks_dir: str | os.PathLike | None = None,
+    val_dir: str | os.PathLike | None = None,
+    single_experiment: bool = False,
+    stages: tuple[str, ...] | None = None,
+) -> int:
+    """Run the chosen `stages` (None: all) of nucflow's training on a folder of images; returns the exit status."""
+    stages = STAGES if stages is None else stages
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown:
+        raise InputError(None, f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
+    images = list_images(images_dir)
+    run = RunLayout(Path(out_dir))
+    run.root.mkdir(parents=True, exist_ok=True)
+    cfg.save(run.root)
+    target = target_diameter(cfg)
+    labels_dir = Path(masks_dir) if masks_dir else run.presegmentation / "labels"
+    if "presegment" in stages and masks_dir is None:
+        log.info("stage presegment: labelling %d images with the presegmenter", len(images))
+        predict_folder(images_dir, run.presegmentation, replace(cfg, method="fast", output=replace(cfg.output, report=False)))
+    if "cluster" in stages:
+        group_images(images_dir, run, cfg, single_experiment)
+    groups = read_groups(run, images)
+    by_stem = {p.stem: p for p in images}
+    for cluster, group in sorted(groups.items()):
+        if not {"masks", "pix2pix"} & set(stages):
+            break
+        pairs = real_pairs([by_stem[s] for s in group.stems if s in by_stem], labels_dir, cfg, target)
+        if "masks" in stages:
+            count = cfg.adapt.single_experiment_masks if single_experiment else cfg.adapt.masks_per_cluster
+            make_masks(list(pairs.values()), run.synthetic(cluster), count, cfg, cluster)
+        if "pix2pix" in stages:
+            learn_style([pairs[s] for s in group.exemplars if s in pairs], run.generator(cluster), cfg)
+    if "synthesize" in stages:
+        for cluster in sorted(groups):
+            draw_images(run.generator(cluster), run.synthetic(cluster), cfg)
+    if {"unet", "presegmenter"} & set(stages):
+        synthetic = synthetic_pairs(run, sorted(groups))
+        annotated = list(real_pairs(images, labels_dir, cfg, target).values()) if masks_dir else []
+        log.info("training pairs: %d synthetic, %d annotated", len(synthetic), len(annotated))
+        train_pairs, val_pairs = split_pairs(annotated + synthetic, val_dir, cfg, target)
+        if "unet" in stages:
+            fine_tune_unets(train_pairs, val_pairs, run, cfg, target)
+        if "presegmenter" in stages:
+            fine_tune_presegmenter(train_pairs, val_pairs, run, cfg, target)
+    write_params(run, cfg)
+    log.info("training run finished; models in %s (use: nucflow predict --models %s)", run.models, run.models)
+    return 0
+
+
+def target_diameter(cfg: NucflowConfig) -> float:
+    """The nucleus size of the models being trained: the starting presegmenter's, or the configured one from scratch."""
+    if cfg.adapt.from_scratch:
+        return cfg.size.target_diameter
+    return float(read_card(cfg.presegment.model or DEFAULT_MODEL)["target_diameter"])
+
+
+@dataclass
+class Group:
+    """One style group: its images' stems and the exemplars pix2pix learns the style from."""
+
+    stems: list[str]
+    exemplars: list[str]
+
+
+def group_images(images_dir: str | os.PathLike, run: RunLayout, cfg: NucflowConfig, single_experiment: bool) -> None:
+    """Write RUN/clusters/clusters.csv: k-means style groups, or one group of every image."""
+    if run.clusters.is_file():
+        log.info("stage cluster: done before (%s)", run.clusters)
+        return
+    if single_experiment:
+        stems = [p.stem for p in list_images(images_dir)]
+        rows = "".join(f"{s},0,0.0,1\n" for s in stems)
+        run.clusters.parent.mkdir(parents=True, exist_ok=True)
+        run.clusters.write_text("image,cluster,distance,exemplar\n" + rows)
+        return
+    cfg = replace(cfg, cluster=replace(cfg.cluster, exemplars=cfg.adapt.style_images))
+    cluster_folder(images_dir, run.clusters.parent, cfg)
+
+
+def read_groups(run: RunLayout, images: list[Path]) -> dict[int, Group]:
+    """Style groups from clusters.csv (without it: one group of every image, all exemplars)."""
+    if not run.clusters.is_file():
+        stems = [p.stem for p in images]
+        return {0: Group(stems, stems)}
+    groups: dict[int, Group] = {}
+    with run.clusters.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            group = groups.setdefault(int(row["cluster"]), Group([], []))
+            group.stems.append(row["image"])
+            if row["exemplar"] == "1":
+                group.exemplars.append(row["image"])
+    return groups
+
+
+def real_pairs(images: list[Path], labels_dir: Path, cfg: NucflowConfig, target: float) -> dict[str, Pair]:
+    """stem -> (image, labels) rescaled so the median nucleus has `target` px; an image without
+    labels (its presegmentation failed) is reported and left out.
+    """
+    pairs = {}
+    for path in images:
+        try:
+            image, labels = load_pair(path, find_mask(labels_dir, path.stem), cfg.input.stretch_percentiles)
+        except InputError as error:
+            log.warning("left out of training: %s", error)
+            continue
+        pairs[path.stem] = normalise_pair(image, labels, target)
+    return pairs
+
+
+def make_masks(pairs: list[Pair], folder: Path, count: int, cfg: NucflowConfig, cluster: int) -> None:
+    """`count` synthetic label masks in `folder`/masks, from the shapes of `pairs` (seeded per mask)."""
+    todo = [i for i in range(count) if not (folder / "masks" / f"{i:04d}.tif").is_file()]
+    if not todo:
+        return
+    bank = collect_shapes([labels for _, labels in pairs], cfg.synthetic.min_area)
+    for index in tqdm(todo, desc=f"synthetic masks, cluster {cluster}", unit="mask"):
+        rng = np.random.default_rng([cfg.adapt.seed, cluster, index])
+        write_labels(folder / "masks" / f"{index:04d}.tif", synthesize_mask(bank, cfg.synthetic, rng))
+
+
+def learn_style(pairs: list[Pair], folder: Path, cfg: NucflowConfig) -> None:
+    """Train (or resume) the pix2pix generator of one style group."""
+    if (folder / "model.json").is_file():
+        return
+    if not pairs:
+        raise InputError(folder, "no exemplar image to learn this group's style from")
+    generator, record = train_pix2pix(pairs, cfg.pix2pix, resolve_device(cfg.device), checkpoint=folder / "checkpoint.pt")
+    save_generator(folder, generator, {"training": record})
+
+
+def draw_images(generator_dir: Path, folder: Path, cfg: NucflowConfig) -> None:
+    """One synthetic image per synthetic mask of the group, skipping those drawn before."""
+    todo = [m for m in sorted((folder / "masks").glob("*.tif")) if not (folder / "images" / f"{m.stem}.png").is_file()]
+    if not todo:
+        return
+    generator = load_generator(generator_dir, resolve_device(cfg.device))
+    for mask in tqdm(todo, desc=f"synthetic images, {folder.name}", unit="img"):
+        write_png(folder / "images" / f"{mask.stem}.png", synthesize(generator, read_labels(mask)))
+
+
+def synthetic_pairs(run: RunLayout, clusters: list[int]) -> list[Pair]:
+    """Every synthetic (image, mask) pair made so far; they are at the models' nucleus size already."""
+    pairs = []
+    for cluster in clusters:
+        folder = run.synthetic(cluster)
+        for image in sorted((folder / "images").glob("*.png")):
+            pairs.append((to_rgb8(read_image(image)), read_labels(folder / "masks" / f"{image.stem}.tif")))
+    return pairs
+
+
+def split_pairs(pairs: list[Pair], val_dir: str | os.PathLike | None, cfg: NucflowConfig, target: float) -> tuple[list[Pair], list[Pair]]:
+    """Training and validation pairs: the given val folder (images/, masks/), or a seeded share of `pairs`."""
+    if val_dir is not None:
+        val_dir = Path(val_dir)
+        return pairs, list(real_pairs(list_images(val_dir / "images"), val_dir / "masks", cfg, target).values())
+    if len(pairs) < 2:
+        return pairs, pairs
+    order = np.random.default_rng(cfg.adapt.seed).permutation(len(pairs))
+    held = max(1, round(cfg.adapt.val_fraction * len(pairs)))
+    return [pairs[i] for i in order[held:]], [pairs[i] for i in order[:held]]
+
+
+def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: NucflowConfig, target: float) -> None:
+    """Each U-Net member, fine-tuned from the starting ensemble (or new), into RUN/models/unet/member-<i>."""
+    if not train:
+        raise InputError(run.root, "no training pairs for the U-Nets: run the masks, pix2pix and synthesize stages, or give --masks")
+    device = resolve_device(cfg.device)
+    settings = replace(cfg.unet.train, iterations=cfg.adapt.unet_iterations, val_every=min(cfg.unet.train.val_every, cfg.adapt.unet_iterations))
+    if cfg.adapt.from_scratch:
+        arch = cfg.unet.architecture
+        starts = [(build_unet(arch), arch, sigma, seed, "random") for sigma, seed in zip(cfg.unet.sigmas, cfg.unet.seeds)]
+    else:
+        folder = Path(cfg.unet.model or DEFAULT_ENSEMBLE)
+        starts = [(model, UNetArchitecture.from_dict(card["architecture"]), card["target_sigma"], card["seed"], str(folder / f"member-{i}"))
+                  for i, (model, card) in enumerate(load_ensemble(folder, device))]
+    for index, (model, arch, sigma, seed, origin) in enumerate(starts):
+        log.info("stage unet: member %d/%d from %s", index + 1, len(starts), origin)
+        member_dir = run.root / "unet" / f"member-{index}"
+        card = {"target_diameter": target, "initialised_from": origin, "training_data": {"train_pairs": len(train), "val_pairs": len(val)}}
+        train_member(train, val, arch, settings, sigma, seed, member_dir, card, device, True, model.train())
+        publish(member_dir / "model", run.models / "unet" / f"member-{index}")
+
+
+def fine_tune_presegmenter(train: list[Pair], val: list[Pair], run: RunLayout, cfg: NucflowConfig, target: float) -> None:
+    """The Mask R-CNN, fine-tuned from the starting model (or new), into RUN/models/presegment."""
+    if not train:
+        raise InputError(run.root, "no training pairs for the presegmenter: run the masks, pix2pix and synthesize stages, or give --masks")
+    device = resolve_device(cfg.device)
+    start, arch = None, cfg.presegment.architecture
+    if not cfg.adapt.from_scratch:
+        start, card = load_model(cfg.presegment.model or DEFAULT_MODEL, device)
+        arch = Architecture.from_dict(card["architecture"])
+        start.train()
+    settings = replace(cfg.presegment.train, iterations=cfg.adapt.presegmenter_iterations,
+                       val_every=min(cfg.presegment.train.val_every, cfg.adapt.presegmenter_iterations))
+    log.info("stage presegmenter: %s on %d pairs", "training from scratch" if start is None else "fine-tuning", len(train))
+    card = {"target_diameter": target, "initialised_from": "random" if start is None else str(cfg.presegment.model or DEFAULT_MODEL),
+            "training_data": {"train_pairs": len(train), "val_pairs": len(val)}}
+    train_presegment_model(train, val, arch, settings, run.root / "presegmenter", card, device, True, start)
+    publish(run.root / "presegmenter" / "model", run.models / "presegment")
+
+
+def publish(source: Path, destination: Path) -> None:
+    """Copy a trained model folder into RUN/models (replacing an older copy)."""
+    if not (source / "model.json").is_file():
+        raise InputError(source, "training produced no model (no validation was reached)")
+    if destination.exists():
+        shutil.rmtree(destination)
+    shutil.copytree(source, destination)
+
+
+def write_params(run: RunLayout, cfg: NucflowConfig) -> None:
+    """RUN/models/params.json: the post-processing parameters the full path uses with these models."""
+    source = Path(cfg.full.params) if cfg.full.params else DEFAULT_PARAMS
+    run.models.mkdir(parents=True, exist_ok=True)
+    if not (run.models / "params.json").is_file():
+        write_json(run.models / "params.json", {**json.loads(source.read_text()), "note": f"copied from {source}; tune with nucflow param-search"})
