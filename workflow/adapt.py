@@ -36,7 +36,7 @@ from unet_ensemble.train import train_member
 from workflow.batch import predict_folder
 from workflow.cluster_folder import cluster_folder
 from workflow.config import NucflowConfig
-from workflow.files import InputError, list_images, write_json
+from workflow.files import InputError, csv_text, list_images, write_json, write_text
 from workflow.images import read_image, to_rgb8
 from workflow.labels import read_labels, write_labels
 from workflow.measure import write_png
@@ -99,9 +99,7 @@ def train_on_images(
         group_images(images_dir, run, cfg, single_experiment)
     groups = read_groups(run, images)
     by_stem = {p.stem: p for p in images}
-    for cluster, group in sorted(groups.items()):
-        if not {"masks", "pix2pix"} & set(stages):
-            break
+    for cluster, group in sorted(groups.items()) if {"masks", "pix2pix"} & set(stages) else ():
         pairs = real_pairs([by_stem[s] for s in group.stems if s in by_stem], labels_dir, cfg, target)
         if "masks" in stages:
             count = cfg.adapt.single_experiment_masks if single_experiment else cfg.adapt.masks_per_cluster
@@ -146,10 +144,8 @@ def group_images(images_dir: str | os.PathLike, run: RunLayout, cfg: NucflowConf
         log.info("stage cluster: done before (%s)", run.clusters)
         return
     if single_experiment:
-        stems = [p.stem for p in list_images(images_dir)]
-        rows = "".join(f"{s},0,0.0,1\n" for s in stems)
-        run.clusters.parent.mkdir(parents=True, exist_ok=True)
-        run.clusters.write_text("image,cluster,distance,exemplar\n" + rows)
+        rows = [(p.stem, 0, "0.0", 1) for p in list_images(images_dir)]
+        write_text(run.clusters, csv_text(("image", "cluster", "distance", "exemplar"), rows))
         return
     cfg = replace(cfg, cluster=replace(cfg.cluster, exemplars=cfg.adapt.style_images))
     cluster_folder(images_dir, run.clusters.parent, cfg)
