@@ -11,7 +11,8 @@ Usage (from the repository root; a GPU makes the training steps practical):
    with --before-presegmenter / --before-ensemble).
 3. "after": `nucflow train` on the held-out images WITHOUT their masks, starting from the
    "before" models (presegment -> synthetic masks -> pix2pix -> synthetic pairs -> fine-tuning).
-4. Score the fast and full paths of both on the held-out images against their masks.
+4. Score the fast and full paths of both on the held-out images against their masks
+   (`--methods fast` leaves the U-Nets out: no ensemble is trained, fine-tuned or scored).
 Every step is resumable: rerun the same command after an interruption.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workflow.adapt import train_on_images
+from workflow.adapt import STAGES, train_on_images
 from workflow.cluster_folder import cluster_folder
 from workflow.config import NucflowConfig, load_config
 from workflow.evaluate import score_segmenter
@@ -80,6 +81,8 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, help="cluster to hold out (default: the most colourful)")
     parser.add_argument("--before-presegmenter", help="trained presegmenter folder to use as 'before' (skips its training)")
     parser.add_argument("--before-ensemble", help="trained U-Net ensemble folder to use as 'before' (skips its training)")
+    parser.add_argument("--methods", nargs="+", choices=("fast", "full"), default=["fast", "full"])
+    parser.add_argument("--single-experiment", action="store_true", help="nucflow train treats the held-out images as one style")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/new_type.md"))
@@ -109,16 +112,19 @@ def main() -> None:
     if args.before_presegmenter is None:
         train_presegmenter(rest, args.work / "before" / "presegment", cfg)
         before.presegment.model = str(args.work / "before" / "presegment" / "model")
-    if args.before_ensemble is None:
+    if args.before_ensemble is None and "full" in args.methods:
         train_unet_ensemble(rest, args.work / "before" / "unet", cfg)
         before.unet.model = str(args.work / "before" / "unet" / "ensemble")
-    train_on_images(held / "images", args.work / "after", before)
+    stages = tuple(s for s in STAGES if s != "unet" or "full" in args.methods)
+    train_on_images(held / "images", args.work / "after", before, single_experiment=args.single_experiment, stages=stages)
     models = args.work / "after" / "models"
-    after = replace(before, presegment=replace(before.presegment, model=str(models / "presegment")), unet=replace(before.unet, model=str(models / "unet")))
+    after = replace(before, presegment=replace(before.presegment, model=str(models / "presegment")))
+    if "full" in args.methods:
+        after.unet = replace(before.unet, model=str(models / "unet"))
 
     rows = []
     for name, settings in (("before", before), ("after (nucflow train, no masks)", after)):
-        for method in ("fast", "full"):
+        for method in args.methods:
             figures = score(method, settings, held)
             rows.append(f"| {name} | {method} | {figures['dsb']:.4f} | {figures['ap50']:.4f} | {figures['f1']:.4f} |")
             print(rows[-1], flush=True)
@@ -126,7 +132,8 @@ def main() -> None:
         f"# A held-out image type: {args.data.name} cluster {held_out} ({len(held_stems)} images), before and after `nucflow train`",
         "",
         f"Machine: {device_name(resolve_device(cfg.device))}; one run, {time.strftime('%Y-%m-%d')}, {(time.monotonic() - started) / 60:.0f} min in all.",
-        f"Settings changed from the defaults: {', '.join(args.overrides) or 'none'}.",
+        f"Settings changed from the defaults: {', '.join(args.overrides) or 'none'}"
+        f"{'; nucflow train --single-experiment' if args.single_experiment else ''}.",
         "The 'before' models never saw an image of the held-out cluster; 'after' adapted to its images without their masks.",
         "",
         "| models | method | DSB score | AP@0.5 | F1@0.5 |",
