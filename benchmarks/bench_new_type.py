@@ -35,7 +35,7 @@ from workflow.files import list_images, write_text
 from workflow.images import read_image, to_rgb8
 from workflow.metrics import mean_scores
 from workflow.predict import build_segmenter
-from workflow.runtime import device_name, resolve_device
+from workflow.runtime import device_name, resolve_device, setup_logging
 from workflow.training import train_presegmenter, train_unet_ensemble
 from workflow.training_data import find_mask, load_pair, read_split
 
@@ -89,6 +89,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
+    setup_logging(0)
     cfg = load_config(overrides=args.overrides)
     if args.k:
         cfg.cluster.k = args.k
