@@ -3,6 +3,10 @@
 Usage (from the repository root; a GPU makes the training steps practical):
     uv run python benchmarks/bench_new_type.py ../shared/data/dsb2018 --work runs/new_type \
         --out benchmarks/results/new_type.md
+The CPU-sized run in the README added: --methods fast --set size.target_diameter=32
+    --set presegment.train.iterations=1200 --set presegment.train.val_every=600
+    --set adapt.presegmenter_iterations=500 --set pix2pix.iterations=1000
+    --set pix2pix.batch_size=1 --set adapt.masks_per_cluster=60
 
 1. Cluster every image of the data by style; hold out one cluster (default: the most
    colourful one, i.e. the H&E-like images), so no image of that type is trained on.
@@ -81,7 +85,8 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, help="cluster to hold out (default: the most colourful)")
     parser.add_argument("--before-presegmenter", help="trained presegmenter folder to use as 'before' (skips its training)")
     parser.add_argument("--before-ensemble", help="trained U-Net ensemble folder to use as 'before' (skips its training)")
-    parser.add_argument("--methods", nargs="+", choices=("fast", "full"), default=["fast", "full"])
+    parser.add_argument("--methods", nargs="+", choices=("fast", "full"), default=["fast", "full"],
+                        help="paths to score (fast alone trains no U-Nets)")
     parser.add_argument("--single-experiment", action="store_true", help="nucflow train treats the held-out images as one style")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
