@@ -31,6 +31,8 @@ class _Thresholds:
 class Detectron2Presegmenter(nn.Module):
     """forward(list of (3, H, W) RGB tensors in [0, 1]) -> torchvision-style dicts with 28 x 28 masks."""
 
+    mask_frame_offset = 0.0  # detectron2 samples mask targets on the box itself (ROIAlign aligned=True)
+
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model

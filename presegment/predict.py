@@ -14,6 +14,11 @@ from workflow.labels import relabel
 from workflow.modelfiles import device_of
 
 
+# torchvision samples its mask targets with roi_align(aligned=False), half a pixel right of
+# and below the box: that is where a torchvision model's masks belong when painted.
+TORCHVISION_MASK_FRAME_OFFSET = 0.5
+
+
 @dataclass
 class DetectConfig:
     """Inference settings (defaults from the reference: confidence 0.7, NMS 0.35, 800 instances)."""
@@ -67,13 +72,14 @@ def to_tensor(rgb8: np.ndarray, device: torch.device | str = "cpu") -> torch.Ten
 
 @torch.inference_mode()
 def run_model(model: nn.Module, rgb8: np.ndarray) -> Detections:
-    """Raw detections of one (tile) image."""
+    """Raw detections of one (tile) image, each box moved onto the frame its mask was trained on."""
     device = device_of(model)
     output = model([to_tensor(rgb8, device)])[0]
     if len(output["scores"]) == 0:
         return Detections.empty()
+    offset = getattr(model, "mask_frame_offset", TORCHVISION_MASK_FRAME_OFFSET)
     return Detections(
-        output["boxes"].float().cpu().numpy(),
+        output["boxes"].float().cpu().numpy() + np.float32(offset),
         output["scores"].float().cpu().numpy(),
         output["masks"][:, 0].float().cpu().numpy(),
     )

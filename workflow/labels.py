@@ -132,8 +132,12 @@ def labels_to_rle(labels: np.ndarray) -> list[str]:
 
 
 def resize_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Resize a label image to (H, W) with nearest-neighbour sampling (labels are not blended)."""
-    return cv2.resize(labels.astype(np.int32), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    """Resize a label image to (H, W) with nearest-neighbour sampling (labels are not blended).
+
+    Pixel-centre aligned like the image resizing (cv2's plain INTER_NEAREST samples each
+    pixel's top-left corner, which moved objects by up to half a pixel against their image).
+    """
+    return cv2.resize(labels.astype(np.int32), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 def median_diameter(labels: np.ndarray) -> float | None:
