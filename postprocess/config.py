@@ -11,7 +11,10 @@ class FullConfig:
 
     The reference ran its U-Nets on "2x" images and Mask R-CNN at "2x" and "4x": that is
     1x and 2x of the U-Net scale here. `params` None = the shipped default parameters.
+    `mrcnn_flips`: mirrored views whose detections vote with the plain one at the first
+    scale (test-time augmentation; the second scale has 4x the pixels, so it runs once).
     """
 
     mrcnn_scales: tuple[float, ...] = (1.0, 2.0)
+    mrcnn_flips: tuple[str, ...] = ("h", "v", "hv")
     params: str | None = None

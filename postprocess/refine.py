@@ -50,6 +50,13 @@ SEARCH_SPACE: dict[str, tuple[float, float]] = {
 }
 
 
+def merges_scales(diameter: float | None, params: RefineParams) -> bool:
+    """Whether `refine` combines the scales for an image of this median nucleus `diameter`
+    (otherwise it uses the first scale only, and the others need not be computed).
+    """
+    return diameter is None or diameter <= params.median
+
+
 def refine(
     scales: list[np.ndarray], probability: np.ndarray, diameter: float | None, target_diameter: float, params: RefineParams
 ) -> np.ndarray:
@@ -60,7 +67,7 @@ def refine(
     if len(shapes) != 1:
         raise ValueError(f"all inputs must share one resolution, got shapes {sorted(shapes)}")
     cleaned = [clean_scale(labels, params.min_size) for labels in scales]
-    if len(cleaned) == 1 or (diameter is not None and diameter > params.median):
+    if len(cleaned) == 1 or not merges_scales(diameter, params):
         labels = cleaned[0]
     else:
         labels = merge_scales(cleaned, np.pi * (target_diameter / 2) ** 2, params.scale_th)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
+from presegment.consensus import SoftInstance, vote
 from workflow.images import tile_cores
 from workflow.labels import relabel
 from workflow.modelfiles import device_of
@@ -17,6 +18,7 @@ from workflow.modelfiles import device_of
 # torchvision samples its mask targets with roi_align(aligned=False), half a pixel right of
 # and below the box: that is where a torchvision model's masks belong when painted.
 TORCHVISION_MASK_FRAME_OFFSET = 0.5
+MIRRORS = ("h", "v", "hv")
 
 
 @dataclass
@@ -31,6 +33,11 @@ class DetectConfig:
     tile_size: int = 1280  # images larger than this (after rescaling) are split into tiles (768: 1.9x slower on CPU)
     tile_overlap: int = 160  # must exceed the largest nucleus (4x the target diameter by default)
     dilate: int = 0  # grow each instance by this many pixels; the reference's 1 costs 0.10 val DSB here
+    flips: tuple[str, ...] = ()  # extra mirrored views ("h", "v", "hv") whose detections vote with the plain one
+    view_score_floor: float = 0.5  # with flips: a view's detections down to this score join the vote
+
+    def __post_init__(self) -> None:
+        check_flips(self.flips)
 
 
 @dataclass
@@ -47,6 +54,17 @@ class Detections:
 
     def shifted(self, dx: float, dy: float) -> "Detections":
         return Detections(self.boxes + np.array([dx, dy, dx, dy], np.float32), self.scores, self.masks)
+
+    def mirrored(self, shape: tuple[int, int], flip: str) -> "Detections":
+        """Detections of an image mirrored by `flip` ("h", "v" or "hv"), put back on the unmirrored image of `shape`."""
+        boxes, masks = self.boxes.copy(), self.masks
+        if "h" in flip:
+            boxes[:, [0, 2]] = shape[1] - self.boxes[:, [2, 0]]
+            masks = masks[:, :, ::-1]
+        if "v" in flip:
+            boxes[:, [1, 3]] = shape[0] - self.boxes[:, [3, 1]]
+            masks = masks[:, ::-1, :]
+        return Detections(boxes, self.scores, np.ascontiguousarray(masks))
 
     def subset(self, keep: np.ndarray) -> "Detections":
         return Detections(self.boxes[keep], self.scores[keep], self.masks[keep])
@@ -99,19 +117,41 @@ def detect(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig) -> Detections:
     return Detections.concatenate(parts)
 
 
-def paint(detections: Detections, shape: tuple[int, int], mask_threshold: float = 0.5) -> np.ndarray:
-    """Label image from detections; higher scores are painted last, so they win overlaps."""
-    labels = np.zeros(shape, dtype=np.int32)
-    order = np.argsort(detections.scores, kind="stable")
-    for label, index in enumerate(order, start=1):
-        x0, y0, x1, y1 = detections.boxes[index]
+def check_flips(flips: tuple[str, ...]) -> None:
+    """Refuse flips other than "h", "v" and "hv" (and repeats, which would vote twice)."""
+    unknown = [flip for flip in flips if flip not in MIRRORS]
+    if unknown or len(set(flips)) != len(flips):
+        raise ValueError(f"flips {list(flips)}: use each of h, v and hv at most once")
+
+
+def mirror(rgb8: np.ndarray, flip: str) -> np.ndarray:
+    """The image mirrored left-right ("h"), top-bottom ("v") or both ("hv")."""
+    return np.ascontiguousarray(rgb8[:: -1 if "v" in flip else 1, :: -1 if "h" in flip else 1])
+
+
+def paste(detections: Detections, shape: tuple[int, int]) -> list[SoftInstance]:
+    """Each detection's mask resized into its box (clipped to `shape`), as probabilities."""
+    instances = []
+    for box, score, mask in zip(detections.boxes, detections.scores, detections.masks):
+        x0, y0, x1, y1 = box
         x0, y0 = int(np.floor(max(x0, 0))), int(np.floor(max(y0, 0)))
         x1, y1 = int(np.ceil(min(x1, shape[1]))), int(np.ceil(min(y1, shape[0])))
-        if x1 <= x0 or y1 <= y0:
-            continue
-        mask = cv2.resize(detections.masks[index], (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR) > mask_threshold
-        labels[y0:y1, x0:x1][mask] = label
+        if x1 > x0 and y1 > y0:
+            instances.append(SoftInstance(float(score), y0, x0, cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)))
+    return instances
+
+
+def paint_instances(instances: list[SoftInstance], shape: tuple[int, int], mask_threshold: float) -> np.ndarray:
+    """Label image of soft instances; higher scores are painted last, so they win overlaps."""
+    labels = np.zeros(shape, dtype=np.int32)
+    for label, instance in enumerate(sorted(instances, key=lambda i: i.score), start=1):
+        labels[instance.window][instance.mask > mask_threshold] = label
     return relabel(labels)
+
+
+def paint(detections: Detections, shape: tuple[int, int], mask_threshold: float = 0.5) -> np.ndarray:
+    """Label image from detections; higher scores are painted last, so they win overlaps."""
+    return paint_instances(paste(detections, shape), shape, mask_threshold)
 
 
 def dilate_labels(labels: np.ndarray, radius: int) -> np.ndarray:
@@ -123,12 +163,22 @@ def dilate_labels(labels: np.ndarray, radius: int) -> np.ndarray:
     return np.where(labels == 0, grown, labels)
 
 
+def vote_of_views(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig) -> list[SoftInstance]:
+    """Test-time augmentation: detect in the image and its `cfg.flips` mirrors, keep the instances the views agree on."""
+    configure(model, replace(cfg, score_threshold=min(cfg.view_score_floor, cfg.score_threshold)))
+    views = [detect(model, rgb8, cfg)] + [detect(model, mirror(rgb8, flip), cfg).mirrored(rgb8.shape[:2], flip) for flip in cfg.flips]
+    return vote([paste(view, rgb8.shape[:2]) for view in views], cfg.score_threshold)
+
+
 def segment(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig) -> np.ndarray:
     """Label image of an (H, W, 3) uint8 image that is already at the model's nucleus scale."""
     height, width = rgb8.shape[:2]
     pad_y, pad_x = round(cfg.pad_fraction * height), round(cfg.pad_fraction * width)
     padded = np.pad(rgb8, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="reflect") if pad_y or pad_x else rgb8
-    configure(model, cfg)
-    labels = paint(detect(model, padded, cfg), padded.shape[:2], cfg.mask_threshold)
+    if cfg.flips:
+        labels = paint_instances(vote_of_views(model, padded, cfg), padded.shape[:2], cfg.mask_threshold)
+    else:
+        configure(model, cfg)
+        labels = paint(detect(model, padded, cfg), padded.shape[:2], cfg.mask_threshold)
     labels = labels[pad_y : pad_y + height, pad_x : pad_x + width]
     return relabel(dilate_labels(labels, cfg.dilate))

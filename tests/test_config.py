@@ -40,6 +40,8 @@ def test_json_config_and_save_roundtrip(tmp_path):
         ("presegment.train.iterations=1.5", "expected int"),
         ("nosuchthing", "bad override"),
         ("size=3", "must be a mapping"),
+        ("full.mrcnn_flips=[h, x]", "'root'.*use each of h, v and hv at most once"),
+        ("presegment.detect.flips=[v, v]", "'presegment.detect'.*at most once"),
     ],
 )
 def test_bad_overrides_give_clear_errors(override, message):

@@ -78,17 +78,31 @@ def test_param_search_writes_best_params_that_predict_reads(trained, tmp_path):
     assert np.all([read_labels(p).shape == (96, 96) for p in (pred / "labels").iterdir()])
 
 
+def params_file(path, **changes):
+    from postprocess.refine import RefineParams
+
+    path.write_text(json.dumps({"params": {**RefineParams().to_dict(), **changes}}))
+    return str(path)
+
+
 def test_keep_intermediate_writes_the_maps_post_processing_saw(trained, tmp_path):
     root, data = trained
     models = ["--model", str(root / "preseg" / "model"), "--ensemble", str(root / "unet" / "ensemble")]
     out = tmp_path / "out"
-    assert main(["predict", str(data / "images"), "-o", str(out), "--full", "--keep-intermediate", *models, *flags(TINY)]) == 0
+    merging = params_file(tmp_path / "merge.json", median=1000.0)  # every image merges both scales
+    assert main(["predict", str(data / "images"), "-o", str(out), "--full", "--keep-intermediate", "--params", merging, *models, *flags(TINY)]) == 0
     names = sorted(p.name for p in (out / "intermediate").iterdir())
     assert names == sorted(f"im{k}_{m}.tif" for k in range(4) for m in ("probability", "mrcnn_x1", "mrcnn_x2"))
     probability = tifffile.imread(out / "intermediate" / "im0_probability.tif")
     assert probability.shape == (96, 96) and probability.dtype == np.uint16 and probability.max() > probability.min()
     assert read_labels(out / "intermediate" / "im0_mrcnn_x2.tif").shape == (96, 96)
     assert json.loads((out / "config.json").read_text())["output"]["keep_intermediate"] is True
+    # when the parameters use only the first scale (nuclei above `median`), the second is never computed
+    first_only = params_file(tmp_path / "first.json", median=1.0)
+    out = tmp_path / "first"
+    assert main(["predict", str(data / "images"), "-o", str(out), "--full", "--keep-intermediate", "--params", first_only, "--set", "size.diameter=18",
+                 *models, *flags(TINY)]) == 0
+    assert sorted(p.name for p in (out / "intermediate").iterdir()) == sorted(f"im{k}_{m}.tif" for k in range(4) for m in ("probability", "mrcnn_x1"))
 
 
 def test_warm_start_members_begin_from_the_previous_member(trained, tmp_path):

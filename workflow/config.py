@@ -20,6 +20,7 @@ import yaml
 
 from clustering.kmeans import ClusterConfig
 from presegment.classic import ClassicConfig
+from presegment.predict import check_flips
 from postprocess.config import FullConfig
 from presegment.config import PresegmentConfig
 from style_transfer.pix2pix import Pix2PixConfig
@@ -90,6 +91,9 @@ class NucflowConfig:
     device: str = "auto"  # "auto" (GPU when there is one), "cpu", "cuda", "cuda:1", ...
     channels_last: bool = True  # networks' weights in channels-last order for prediction (faster convolutions)
 
+    def __post_init__(self) -> None:
+        check_flips(self.full.mrcnn_flips)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -154,7 +158,10 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     defaults = cls()
     for name in names - set(values):
         values[name] = getattr(defaults, name)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as error:
+        raise InputError(None, f"config section {where.rstrip('.') or 'root'!r}: {error}") from None
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:

@@ -4,12 +4,12 @@ presegment (size) -> rescale -> U-Net ensemble -> Mask R-CNN at several scales -
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from torch import nn
 
-from postprocess.refine import RefineParams, refine
+from postprocess.refine import RefineParams, merges_scales, refine
 from presegment.pipeline import estimate_diameter, segment_at_scale
 from unet_ensemble.predict import ensemble_probability
 from workflow.config import NucflowConfig
@@ -36,15 +36,23 @@ class Models:
     members: list[tuple[nn.Module, dict]]
 
 
-def network_outputs(models: Models, rgb8: np.ndarray, cfg: NucflowConfig, diameter: float | None = None) -> NetworkOutputs:
-    """Size estimate, U-Net ensemble map and multi-scale Mask R-CNN labels of one image."""
+def network_outputs(
+    models: Models, rgb8: np.ndarray, cfg: NucflowConfig, diameter: float | None = None, params: RefineParams | None = None
+) -> NetworkOutputs:
+    """Size estimate, U-Net ensemble map and multi-scale Mask R-CNN labels of one image (flip votes at the first scale).
+
+    Given the refinement `params`, the further scales run only for images whose scales `refine`
+    merges (the parameter search, which varies that rule, passes none and gets every scale).
+    """
     detect = cfg.presegment.detect
     if diameter is None:
         diameter = estimate_diameter(models.presegmenter, rgb8, detect, cfg.presegment.probe_scale)
     scale = size_scale(diameter, models.target_diameter, cfg.size.min_scale, cfg.size.max_scale)
     common = resize_image(rgb8, scaled_shape(rgb8.shape, scale))
     probability = ensemble_probability(models.members, common, cfg.unet.predict)
-    scales = [segment_at_scale(models.presegmenter, common, factor, detect) for factor in cfg.full.mrcnn_scales]
+    factors = cfg.full.mrcnn_scales if params is None or merges_scales(diameter, params) else cfg.full.mrcnn_scales[:1]
+    voting = replace(detect, flips=cfg.full.mrcnn_flips)
+    scales = [segment_at_scale(models.presegmenter, common, factor, voting if k == 0 else detect) for k, factor in enumerate(factors)]
     return NetworkOutputs(scales, probability, diameter, models.target_diameter)
 
 
@@ -55,7 +63,7 @@ def refined_labels(outputs: NetworkOutputs, params: RefineParams, shape: tuple[i
 
 
 def intermediate_maps(outputs: NetworkOutputs, mrcnn_scales: tuple[float, ...], shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    """The ensemble's foreground probability and each Mask R-CNN scale's labels, at the image's `shape`."""
+    """The ensemble's foreground probability and each computed Mask R-CNN scale's labels, at the image's `shape`."""
     maps = {"probability": np.clip(resize_image(outputs.probability.astype(np.float32), shape), 0, 1)}
     for factor, labels in zip(mrcnn_scales, outputs.scales):
         maps[f"mrcnn_x{factor:g}"] = resize_labels(labels, shape)

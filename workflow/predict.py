@@ -120,7 +120,7 @@ def full_segmenter(cfg: NucflowConfig) -> Segmenter:
         params = load_params(cfg.full.params)
 
     def run(rgb8: np.ndarray, diameter: float | None) -> Prediction:
-        outputs = network_outputs(models, rgb8, cfg, diameter)
+        outputs = network_outputs(models, rgb8, cfg, diameter, params)
         shape = rgb8.shape[:2]
         kept = intermediate_maps(outputs, cfg.full.mrcnn_scales, shape) if cfg.output.keep_intermediate else {}
         return Prediction(refined_labels(outputs, params, shape), kept)
