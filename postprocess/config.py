@@ -10,7 +10,8 @@ class FullConfig:
     """Mask R-CNN scales, as multiples of the size-normalised (U-Net) scale, and the parameter file.
 
     The reference ran its U-Nets on "2x" images and Mask R-CNN at "2x" and "4x": that is
-    1x and 2x of the U-Net scale here. `params` None = the shipped default parameters.
+    1x and 2x of the U-Net scale here (each then enlarged by `presegment.detect.zoom`, as
+    on the fast path). `params` None = the shipped default parameters.
     `mrcnn_flips`: mirrored views whose detections vote with the plain one at the first
     scale (test-time augmentation; the second scale has 4x the pixels, so it runs once).
     """

@@ -10,7 +10,7 @@ from torch import nn
 
 from presegment.predict import DetectConfig, segment
 from workflow.images import resize_image, scaled_shape, size_scale
-from workflow.labels import median_diameter, resize_labels
+from workflow.labels import median_diameter
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,10 @@ class Presegmentation:
 
 
 def segment_at_scale(model: nn.Module, rgb8: np.ndarray, scale: float, cfg: DetectConfig) -> np.ndarray:
-    """Presegment `rgb8` resized by `scale`; labels come back at the original size."""
+    """Presegment `rgb8` resized by `scale`; labels are painted at the original size."""
     if abs(scale - 1.0) < 1e-3:
         return segment(model, rgb8, cfg)
-    labels = segment(model, resize_image(rgb8, scaled_shape(rgb8.shape, scale)), cfg)
-    return resize_labels(labels, rgb8.shape[:2])
+    return segment(model, resize_image(rgb8, scaled_shape(rgb8.shape, scale)), cfg, rgb8.shape[:2])
 
 
 def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, probe_scale: float = 1.0) -> float | None:
@@ -47,7 +46,7 @@ def presegment(
     probe_scale: float = 1.0,
     scale_limits: tuple[float, float] = (0.1, 8.0),
 ) -> Presegmentation:
-    """Segment nuclei so that the network sees them at `target_diameter` px.
+    """Segment nuclei so that the network sees them at `target_diameter` x `cfg.zoom` px.
 
     Without a given `diameter` it is estimated by a first pass; when that finds nothing,
     the image is segmented unscaled and `size_source` says so.
@@ -57,4 +56,5 @@ def presegment(
         diameter = estimate_diameter(model, rgb8, cfg, probe_scale)
         source = "estimated" if diameter is not None else "unknown"
     scale = size_scale(diameter, target_diameter, *scale_limits)
-    return Presegmentation(segment_at_scale(model, rgb8, scale, cfg), diameter, scale, source)
+    zoom = cfg.zoom if diameter is not None else 1.0
+    return Presegmentation(segment_at_scale(model, rgb8, scale * zoom, cfg), diameter, scale, source)

@@ -10,7 +10,7 @@ from torch import nn
 from presegment.backends import detectron2_available, load_presegmenter
 from presegment.model import BACKBONES, Architecture, build_model
 from presegment.pipeline import presegment
-from presegment.predict import DetectConfig, Detections, detect, dilate_labels, paint, run_model, segment
+from presegment.predict import DetectConfig, Detections, detect, dilate_labels, paint, paste, run_model, segment
 from workflow.images import tile_starts
 from presegment.storage import load_model, save_model
 from presegment.train import TrainConfig, make_target, train
@@ -99,6 +99,7 @@ class TargetEchoModel(nn.Module):
     def __init__(self, labels):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
+        self.roi_heads = type("Heads", (), {})()
         self.target = make_target(labels, 1)
 
     def forward(self, images):
@@ -147,6 +148,31 @@ def test_presegment_estimates_size_and_falls_back_when_nothing_found():
     assert empty.size_source == "unknown" and empty.scale == 1.0 and empty.labels.max() == 0
     given = presegment(BrightBlobModel(), image, 26.0, DetectConfig(dilate=0), diameter=6.5)
     assert given.size_source == "given" and given.scale == pytest.approx(4.0)
+
+
+class SizeRecordingModel(BrightBlobModel):
+    """Remembers the size of every image it was shown."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, images):
+        self.seen.append(tuple(images[0].shape[-2:]))
+        return super().forward(images)
+
+
+def test_zoom_enlarges_what_mask_rcnn_sees_but_not_the_output():
+    truth = many_disks((120, 100), radius=6, spacing=30)
+    image = to_rgb8(nucleus_image(truth))
+    model = SizeRecordingModel()
+    result = presegment(model, image, 24.0, DetectConfig(zoom=1.5, pad_fraction=0, dilate=0), diameter=12.0)
+    assert model.seen == [(360, 300)]  # 2x to the target size, then 1.5x
+    assert result.scale == pytest.approx(2.0) and result.labels.shape == truth.shape
+    assert score_image(truth, result.labels).ap50 == 1.0
+    model.seen.clear()  # nothing found in the probe pass: the image is segmented as it is, not zoomed
+    presegment(model, np.zeros((64, 64, 3), np.uint8), 24.0, DetectConfig(zoom=1.5, pad_fraction=0))
+    assert model.seen == [(64, 64), (64, 64)]
 
 
 def test_save_load_roundtrip_fp16(tmp_path):
@@ -279,3 +305,20 @@ def test_flipped_views_vote_and_land_where_they_belong():
     for bad in (("x",), ("h", "h")):
         with pytest.raises(ValueError, match="use each of h, v and hv at most once"):
             DetectConfig(flips=bad)
+
+
+def test_masks_pasted_at_the_output_resolution_not_resized_as_labels():
+    """Painting at the network's resolution and enlarging the labels 2.5x gave a matched IoU of 0.927."""
+    factor, centres = 2.5, [(20.3, 22.6), (44.8, 40.2)]
+    small = disks((64, 64), centres, 8)
+    large = disks((160, 160), [((y + 0.5) * factor - 0.5, (x + 0.5) * factor - 0.5) for y, x in centres], 8 * factor)
+    labels = segment(TargetEchoModel(small), np.zeros((64, 64, 3), np.uint8), DetectConfig(pad_fraction=0), (160, 160))
+    scores = score_image(large, labels)
+    assert scores.ap50 == 1.0 and scores.mean_matched_iou > 0.95
+
+
+def test_paste_cuts_masks_at_the_border_instead_of_squeezing_them():
+    left_half = np.zeros((1, 28, 28), np.float32)
+    left_half[:, :, :14] = 1  # the left half of the box is nucleus
+    (instance,) = paste(Detections(np.array([[-10, 0, 10, 10]], np.float32), np.ones(1, np.float32), left_half), (20, 20))
+    assert (instance.left, instance.mask.shape) == (0, (10, 10)) and instance.mask.max() < 0.1  # what lies inside is background

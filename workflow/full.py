@@ -52,7 +52,9 @@ def network_outputs(
     probability = ensemble_probability(models.members, common, cfg.unet.predict)
     factors = cfg.full.mrcnn_scales if params is None or merges_scales(diameter, params) else cfg.full.mrcnn_scales[:1]
     voting = replace(detect, flips=cfg.full.mrcnn_flips)
-    scales = [segment_at_scale(models.presegmenter, common, factor, voting if k == 0 else detect) for k, factor in enumerate(factors)]
+    scales = [
+        segment_at_scale(models.presegmenter, common, factor * detect.zoom, voting if k == 0 else detect) for k, factor in enumerate(factors)
+    ]
     return NetworkOutputs(scales, probability, diameter, models.target_diameter)
 
 
