@@ -10,7 +10,7 @@ from torch import nn
 
 from presegment.predict import DetectConfig, segment
 from workflow.images import resize_image, scaled_shape, size_scale
-from workflow.labels import median_diameter
+from workflow.labels import median_diameter, resize_labels
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,11 @@ class Presegmentation:
 
 
 def segment_at_scale(model: nn.Module, rgb8: np.ndarray, scale: float, cfg: DetectConfig) -> np.ndarray:
-    """Presegment `rgb8` resized by `scale`; labels are painted at the original size."""
+    """Presegment `rgb8` resized by `scale`; labels come back at the original size."""
     if abs(scale - 1.0) < 1e-3:
         return segment(model, rgb8, cfg)
-    return segment(model, resize_image(rgb8, scaled_shape(rgb8.shape, scale)), cfg, rgb8.shape[:2])
+    labels = segment(model, resize_image(rgb8, scaled_shape(rgb8.shape, scale)), cfg)
+    return resize_labels(labels, rgb8.shape[:2])
 
 
 def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, probe_scale: float = 1.0) -> float | None:

@@ -67,10 +67,6 @@ class Detections:
             masks = masks[:, ::-1, :]
         return Detections(boxes, self.scores, np.ascontiguousarray(masks))
 
-    def scaled(self, fx: float, fy: float) -> "Detections":
-        """The detections on the image resized by `fx` across and `fy` down (pixel-edge coordinates)."""
-        return Detections(self.boxes * np.array([fx, fy, fx, fy], np.float32), self.scores, self.masks)
-
     def subset(self, keep: np.ndarray) -> "Detections":
         return Detections(self.boxes[keep], self.scores[keep], self.masks[keep])
 
@@ -178,18 +174,15 @@ def detections_of_views(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig) -
     return [detect(model, rgb8, cfg)] + [detect(model, mirror(rgb8, flip), cfg).mirrored(rgb8.shape[:2], flip) for flip in cfg.flips]
 
 
-def segment(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, shape: tuple[int, int] | None = None) -> np.ndarray:
+def segment(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig) -> np.ndarray:
     """Label image of an (H, W, 3) uint8 image that is already at the model's nucleus scale.
 
-    The labels are painted at `shape` (default: the image's own), the masks pasted at that
-    resolution: sharper than painting at the network's resolution and resizing the labels.
     With `cfg.flips` the views vote (test-time augmentation); otherwise the plain detections count.
     """
     height, width = rgb8.shape[:2]
-    shape = shape or (height, width)
     pad_y, pad_x = round(cfg.pad_fraction * height), round(cfg.pad_fraction * width)
     padded = np.pad(rgb8, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="reflect") if pad_y or pad_x else rgb8
-    fx, fy = shape[1] / width, shape[0] / height
-    views = [view.shifted(-pad_x, -pad_y).scaled(fx, fy) for view in detections_of_views(model, padded, cfg)]
-    instances = vote([paste(view, shape) for view in views], cfg.score_threshold) if cfg.flips else paste(views[0], shape)
-    return relabel(dilate_labels(paint_instances(instances, shape, cfg.mask_threshold), cfg.dilate))
+    views = [paste(view, padded.shape[:2]) for view in detections_of_views(model, padded, cfg)]
+    instances = vote(views, cfg.score_threshold) if cfg.flips else views[0]
+    labels = paint_instances(instances, padded.shape[:2], cfg.mask_threshold)[pad_y : pad_y + height, pad_x : pad_x + width]
+    return relabel(dilate_labels(labels, cfg.dilate))
