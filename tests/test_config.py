@@ -23,6 +23,13 @@ def test_file_then_flags_override(tmp_path):
     assert cfg.input.stretch_percentiles == (1.0, 99.0)
 
 
+def test_exponent_notation_without_a_dot_is_a_float(tmp_path):
+    # YAML 1.1 reads 5e-4 as text; a learning rate written that way must still work
+    (tmp_path / "c.yaml").write_text("unet:\n  train:\n    weight_decay: 1e-5\n")
+    cfg = load_config(tmp_path / "c.yaml", ["unet.train.learning_rate=5e-4"])
+    assert cfg.unet.train.learning_rate == 0.0005 and cfg.unet.train.weight_decay == 1e-5
+
+
 def test_json_config_and_save_roundtrip(tmp_path):
     cfg = load_config(overrides=["size.diameter=17.5"])
     path = cfg.save(tmp_path)

@@ -164,6 +164,13 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise InputError(None, f"config section {where.rstrip('.') or 'root'!r}: {error}") from None
 
 
+def _float_text(text: str, key: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(None, f"config key {key!r}: expected float, got {text!r}") from None
+
+
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     """Convert a parsed value to the field's declared type, or say which key is wrong."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -193,6 +200,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if isinstance(value, bool):
             return value
         raise InputError(None, f"config key {key!r}: expected true/false, got {value!r}")
+    if hint is float and isinstance(value, str):
+        value = _float_text(value, key)  # YAML 1.1 reads 5e-4 (no dot) as text
     if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (hint is int and value != int(value)):
             raise InputError(None, f"config key {key!r}: expected {hint.__name__}, got {value!r}")
