@@ -1,10 +1,12 @@
-"""The 9-parameter contour refinement of the reference, with its defects fixed.
+"""The 9-parameter contour refinement of the reference, with its defects fixed, plus
+nucflow's addition of the nuclei that a centerness U-Net finds and the presegmenter missed.
 
 `refine` takes the Mask R-CNN label images of each scale (already brought to one common
 resolution, the first being the "2x" scale), the U-Net ensemble's foreground probability
 at that resolution, the image's median nucleus diameter in its own pixels (for the
 `median` rule) and the nucleus diameter expected at the common resolution (for merging
-scales), and returns the final label image at the common resolution.
+scales), optionally the ensemble's centerness map, and returns the final label image at
+the common resolution.
 """
 
 from __future__ import annotations
@@ -13,12 +15,22 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from postprocess.steps import clean_scale, drop_unsupported, keep_largest_component, merge_scales, refine_with_foreground
+from postprocess.steps import (
+    add_uncovered,
+    centre_instances,
+    clean_scale,
+    drop_unsupported,
+    keep_largest_component,
+    merge_scales,
+    refine_with_foreground,
+)
+from workflow.labels import remove_small
 
 
 @dataclass
 class RefineParams:
-    """The reference's 9 parameters, named and scaled as there (defaults = reference defaults)."""
+    """The reference's 9 parameters, named and scaled as there (defaults = reference defaults),
+    and nucflow's two for centerness (defaults: unused)."""
 
     scale_th: float = 0.76  # max covered fraction for an object to be accepted when merging scales
     prob_th: int = 32  # U-Net foreground = probability >= prob_th / 32
@@ -29,6 +41,9 @@ class RefineParams:
     max_v: int = 32  # objects at least this large keep only their largest component
     c_area: int = 25  # min final area (4x this when U-Net support is too low)
     median: float = 21.0  # median diameter above which only the first ("2x") scale is used
+    # nucflow's addition, used when the ensemble predicts centerness (default: off, as in the reference)
+    seed_th: float = 0.5  # U-Net nuclei grow from regions of centerness >= seed_th
+    add_th: float = 0.0  # a U-Net nucleus is added when less than this fraction of it is already labelled
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +63,7 @@ SEARCH_SPACE: dict[str, tuple[float, float]] = {
     "c_area": (10, 30),
     "median": (10, 30),
 }
+CENTERNESS_SEARCH_SPACE: dict[str, tuple[float, float]] = {"seed_th": (0.3, 0.8), "add_th": (0.0, 0.6)}
 
 
 def merges_scales(diameter: float | None, params: RefineParams) -> bool:
@@ -58,12 +74,17 @@ def merges_scales(diameter: float | None, params: RefineParams) -> bool:
 
 
 def refine(
-    scales: list[np.ndarray], probability: np.ndarray, diameter: float | None, target_diameter: float, params: RefineParams
+    scales: list[np.ndarray],
+    probability: np.ndarray,
+    diameter: float | None,
+    target_diameter: float,
+    params: RefineParams,
+    centerness: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Final labels from per-scale presegmentations and the U-Net foreground probability."""
+    """Final labels from per-scale presegmentations and the U-Net foreground probability (and centerness)."""
     if not scales:
         raise ValueError("refine needs at least one scale's labels")
-    shapes = {s.shape for s in scales} | {probability.shape}
+    shapes = {s.shape for s in scales} | {probability.shape} | ({centerness.shape} if centerness is not None else set())
     if len(shapes) != 1:
         raise ValueError(f"all inputs must share one resolution, got shapes {sorted(shapes)}")
     cleaned = [clean_scale(labels, params.min_size) for labels in scales]
@@ -73,5 +94,7 @@ def refine(
         labels = merge_scales(cleaned, np.pi * (target_diameter / 2) ** 2, params.scale_th)
     foreground = probability >= params.prob_th / 32.0
     labels = refine_with_foreground(labels, foreground, params.erode, params.dilate)
+    if centerness is not None and params.add_th > 0:
+        labels = add_uncovered(labels, remove_small(centre_instances(foreground, centerness, params.seed_th), params.min_size), params.add_th)
     labels = keep_largest_component(labels, params.max_v)
     return drop_unsupported(labels, foreground, params.min_overlap * 1e-4, params.c_area)

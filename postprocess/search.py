@@ -1,4 +1,5 @@
-"""Optuna (TPE) search of the 9 refinement parameters for the mean DSB score.
+"""Optuna (TPE) search of the refinement parameters for the mean DSB score (the 9 of the
+reference, and nucflow's centerness pair when the cached outputs have centerness maps).
 
 The network outputs of each validation image are computed once by the caller and
 passed in as `Case`s (or a cache file of them); trials only re-run the cheap `refine`.
@@ -17,7 +18,7 @@ import joblib
 import numpy as np
 import optuna
 
-from postprocess.refine import SEARCH_SPACE, RefineParams, refine
+from postprocess.refine import CENTERNESS_SEARCH_SPACE, SEARCH_SPACE, RefineParams, refine
 from workflow.labels import resize_labels
 from workflow.metrics import score_image
 
@@ -36,12 +37,15 @@ class Case:
     diameter: float | None
     target_diameter: float
     truth: np.ndarray
+    centerness: np.ndarray | None = None
 
 
 def save_cases(path: str | Path, cases: list[Case]) -> None:
     """Write the cache of network outputs (probability maps as float16 to halve its size)."""
     for case in cases:
         case.probability = case.probability.astype(np.float16)
+        if case.centerness is not None:
+            case.centerness = case.centerness.astype(np.float16)
     with open(path, "wb") as handle:
         pickle.dump(cases, handle, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -55,16 +59,23 @@ def mean_dsb(cases: list[Case], params: RefineParams) -> float:
     """The objective: mean DSB score of `refine` with `params` over the cases, at each image's own size."""
     scores = []
     for c in cases:
-        labels = refine(c.scales, c.probability.astype(np.float32), c.diameter, c.target_diameter, params)
+        centerness = c.centerness.astype(np.float32) if c.centerness is not None else None
+        labels = refine(c.scales, c.probability.astype(np.float32), c.diameter, c.target_diameter, params, centerness)
         scores.append(score_image(c.truth, resize_labels(labels, c.truth.shape)).dsb)
     return float(np.mean(scores))
 
 
-def suggest(trial: optuna.Trial) -> RefineParams:
-    """One point of the reference's search space."""
+def search_space(cases: list[Case]) -> dict[str, tuple[float, float]]:
+    """The reference's space, with the centerness parameters when every case has a centerness map."""
+    with_centerness = bool(cases) and all(c.centerness is not None for c in cases)
+    return {**SEARCH_SPACE, **(CENTERNESS_SEARCH_SPACE if with_centerness else {})}
+
+
+def suggest(trial: optuna.Trial, space: dict[str, tuple[float, float]]) -> RefineParams:
+    """One point of the search `space`."""
     values = {
         name: trial.suggest_int(name, int(low), int(high)) if name in INTEGER_PARAMETERS else trial.suggest_float(name, low, high)
-        for name, (low, high) in SEARCH_SPACE.items()
+        for name, (low, high) in space.items()
     }
     return RefineParams(**values)
 
@@ -73,7 +84,8 @@ def _worker(cache_path: str, storage: str, study_name: str, trials: int, timeout
     cases = load_cases(cache_path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(lambda trial: mean_dsb(cases, suggest(trial)), n_trials=trials, timeout=timeout)
+    space = search_space(cases)
+    study.optimize(lambda trial: mean_dsb(cases, suggest(trial, space)), n_trials=trials, timeout=timeout)
 
 
 def search(
@@ -92,9 +104,10 @@ def search(
     """
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
     if not study.trials and trials > 0:
-        study.enqueue_trial(RefineParams().to_dict())
         cases = load_cases(cache_path)
-        study.optimize(lambda trial: mean_dsb(cases, suggest(trial)), n_trials=1)
+        space = search_space(cases)
+        study.enqueue_trial({name: value for name, value in RefineParams().to_dict().items() if name in space})
+        study.optimize(lambda trial: mean_dsb(cases, suggest(trial, space)), n_trials=1)
         trials -= 1
     per_worker = [trials // jobs + (1 if k < trials % jobs else 0) for k in range(jobs)]
     timeout = timeout_minutes * 60 if timeout_minutes else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import regionprops
-from skimage.segmentation import expand_labels, find_boundaries
+from skimage.segmentation import expand_labels, find_boundaries, watershed
 
 from workflow.labels import fill_holes, relabel, remove_small
 
@@ -58,24 +58,45 @@ def clean_scale(labels: np.ndarray, min_size: int) -> np.ndarray:
     return remove_small(merge_convex_pairs(fill_holes(labels)), min_size)
 
 
+def _paint_uncovered(labels: np.ndarray, objects: list[tuple[tuple[slice, slice], np.ndarray]], max_covered: float) -> np.ndarray:
+    """Paint each (box, mask) object in turn onto a copy of `labels` when less than
+    `max_covered` of it is already labelled; it then takes only its unlabelled pixels.
+    """
+    painted = labels.astype(np.int32, copy=True)
+    next_label = int(painted.max()) + 1
+    for box, mask in objects:
+        window = painted[box]
+        if float((window[mask] > 0).mean()) < max_covered:
+            window[mask & (window == 0)] = next_label
+            next_label += 1
+    return relabel(painted)
+
+
 def merge_scales(candidates: list[np.ndarray], target_area: float, scale_th: float) -> np.ndarray:
     """Combine several scales' objects greedily, closest to `target_area` first.
 
     An object is accepted when less than `scale_th` of it is already covered by accepted
     objects; it then takes only its uncovered pixels.
     """
-    objects = []
-    for labels in candidates:
-        for region in regionprops(labels):
-            objects.append((abs(region.area - target_area), region.slice, region.image))
+    objects = [(abs(region.area - target_area), region.slice, region.image) for labels in candidates for region in regionprops(labels)]
     objects.sort(key=lambda item: item[0])
-    merged = np.zeros(candidates[0].shape, dtype=np.int32)
-    for next_label, (_, box, mask) in enumerate(objects, start=1):
-        window = merged[box]
-        covered = float((window[mask] > 0).mean())
-        if covered < scale_th:
-            window[mask & (window == 0)] = next_label
-    return relabel(merged)
+    return _paint_uncovered(np.zeros(candidates[0].shape, np.int32), [(box, mask) for _, box, mask in objects], scale_th)
+
+
+def centre_instances(foreground: np.ndarray, centerness: np.ndarray, seed_th: float) -> np.ndarray:
+    """Nuclei of the U-Net alone: each connected region of centerness >= `seed_th` on the
+    foreground is a seed, grown by watershed down the centerness to the foreground's edge
+    (centerness falls to 0 where nuclei touch, so clumps split there).
+    """
+    seeds, _ = ndi.label((centerness >= seed_th) & foreground)
+    return relabel(watershed(-centerness, seeds, mask=foreground))
+
+
+def add_uncovered(labels: np.ndarray, extra: np.ndarray, max_covered: float) -> np.ndarray:
+    """Add the objects of `extra` of which less than `max_covered` is already in `labels`
+    (nuclei the presegmenter missed); each takes only its unlabelled pixels.
+    """
+    return _paint_uncovered(labels, [(region.slice, region.image) for region in regionprops(extra)], max_covered)
 
 
 def erode_labels(labels: np.ndarray, radius: int) -> np.ndarray:

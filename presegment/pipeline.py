@@ -38,6 +38,12 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, pro
     return median_diameter(segment_at_scale(model, rgb8, probe_scale, cfg))
 
 
+def zoom_for(diameter: float | None, cfg: DetectConfig) -> float:
+    """The extra enlargement `cfg.zoom`, applied only when the nucleus size is known (an image
+    whose size could not be estimated is segmented as it is)."""
+    return cfg.zoom if diameter is not None else 1.0
+
+
 def presegment(
     model: nn.Module,
     rgb8: np.ndarray,
@@ -57,5 +63,4 @@ def presegment(
         diameter = estimate_diameter(model, rgb8, cfg, probe_scale)
         source = "estimated" if diameter is not None else "unknown"
     scale = size_scale(diameter, target_diameter, *scale_limits)
-    zoom = cfg.zoom if diameter is not None else 1.0
-    return Presegmentation(segment_at_scale(model, rgb8, scale * zoom, cfg), diameter, scale, source)
+    return Presegmentation(segment_at_scale(model, rgb8, scale * zoom_for(diameter, cfg), cfg), diameter, scale, source)

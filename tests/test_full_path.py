@@ -114,3 +114,40 @@ def test_warm_start_members_begin_from_the_previous_member(trained, tmp_path):
     assert json.loads((ensemble / "member-0" / "model.json").read_text())["initialised_from"] == "random"
     first, second = (load_member(ensemble / f"member-{k}")[0] for k in range(2))
     torch.testing.assert_close(second.encoder.conv1.weight, first.encoder.conv1.weight)  # learning rate 0: unchanged start
+
+
+def test_a_centerness_member_fine_tuned_from_a_member_feeds_the_full_path(trained, tmp_path):
+    root, data = trained
+    source = root / "unet" / "ensemble" / "member-0"
+    tune = ["unet.architecture.centerness=true", f"unet.start_from={source}", "unet.sigmas=[0]", "unet.seeds=[0]",
+            "unet.train.learning_rate=0", "unet.train.iterations=1", "unet.train.val_every=1"]
+    assert main(["train-unet", str(data), "-o", str(tmp_path / "tuned"), *flags(TINY), *flags(tune)]) == 0
+    member = tmp_path / "tuned" / "ensemble" / "member-0"
+    card = json.loads((member / "model.json").read_text())
+    assert card["initialised_from"] == str(source) and card["architecture"]["centerness"] is True and "centre_iou" in card["validation"]
+    torch.testing.assert_close(load_member(member)[0].encoder.conv1.weight, load_member(source)[0].encoder.conv1.weight)
+    out = tmp_path / "out"
+    adding = params_file(tmp_path / "add.json", add_th=0.5)
+    models = ["--model", str(root / "preseg" / "model"), "--ensemble", str(tmp_path / "tuned" / "ensemble")]
+    assert main(["predict", str(data / "images"), "-o", str(out), "--full", "--keep-intermediate", "--params", adding, *models, *flags(TINY)]) == 0
+    centerness = tifffile.imread(out / "intermediate" / "im0_centerness.tif")
+    assert centerness.shape == (96, 96) and centerness.max() > centerness.min()
+    assert read_labels(out / "labels" / "im0.tif").shape == (96, 96)
+    missing = [f"unet.start_from={tmp_path / 'nowhere'}"]
+    assert main(["train-unet", str(data), "-o", str(tmp_path / "bad"), *flags(TINY), *flags(tune), *flags(missing)]) == 2
+
+
+def test_full_path_zooms_only_when_the_nucleus_size_is_known():
+    from tests.test_presegment import SizeRecordingModel
+    from unet_ensemble.model import UNetArchitecture, build_unet
+    from workflow.config import load_config
+    from workflow.full import Models, network_outputs
+
+    cfg = load_config(overrides=["presegment.detect.zoom=1.5", "presegment.detect.pad_fraction=0", "full.mrcnn_flips=[]", "full.mrcnn_scales=[1.0]"])
+    arch = UNetArchitecture(depth=3, decoder_channels=(16, 8, 8))
+    models = Models(SizeRecordingModel(), 24.0, [(build_unet(arch).eval(), {"architecture": arch.to_dict()})])
+    outputs = network_outputs(models, np.zeros((64, 64, 3), np.uint8), cfg)  # the probe pass finds nothing
+    assert outputs.diameter is None and models.presegmenter.seen[-1] == (64, 64)  # segmented as it is, not zoomed
+    models.presegmenter.seen.clear()
+    outputs = network_outputs(models, np.zeros((40, 30, 3), np.uint8), cfg, diameter=12.0)
+    assert outputs.probability.shape == (80, 60) and models.presegmenter.seen == [(120, 90)]  # 2x to the target size, then 1.5x

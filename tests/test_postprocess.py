@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from postprocess.refine import RefineParams, refine
 from postprocess.steps import (
+    add_uncovered,
+    centre_instances,
     clean_scale,
     drop_unsupported,
     erode_labels,
@@ -94,3 +97,42 @@ def test_refine_end_to_end_and_median_rule():
     assert only_first.max() == 2  # first scale cleaned: the split nucleus merged back
     with pytest.raises(ValueError, match="one resolution"):
         refine([truth], probability[:10], 10.0, 19.0, params)
+
+
+def _centerness(labels: np.ndarray) -> np.ndarray:
+    """What a perfect centerness U-Net would give: each object's edge distance over its maximum."""
+    result = np.zeros(labels.shape, np.float32)
+    for index in range(1, labels.max() + 1):
+        distance = ndi.distance_transform_edt(labels == index)
+        result[labels == index] = (distance / distance.max())[labels == index]
+    return result
+
+
+def test_centre_instances_split_a_clump_the_foreground_merges():
+    truth = disks((50, 70), ((25, 22), (25, 40)), 10)  # two overlapping nuclei: one foreground blob
+    foreground = truth > 0
+    assert ndi.label(foreground)[1] == 1
+    found = centre_instances(foreground, _centerness(truth), seed_th=0.5)
+    assert found.max() == 2 and np.array_equal(found > 0, foreground)
+    assert found[25, 22] != found[25, 40] and (found[truth == 1] == found[25, 22]).mean() > 0.95
+    assert centre_instances(foreground, _centerness(truth), seed_th=1.01).max() == 0
+
+
+def test_add_uncovered_adds_only_what_is_missing():
+    labels = disks((40, 80), ((20, 20),), 8)
+    extra = disks((40, 80), ((20, 22), (20, 60)), 8)  # the first one overlaps the existing object
+    added = add_uncovered(labels, extra, max_covered=0.3)
+    assert added.max() == 2 and added[20, 20] == 1 and added[20, 60] == 2
+    assert np.array_equal(added == 1, labels == 1)  # the existing object is untouched
+    assert add_uncovered(labels, extra, max_covered=0.0).max() == 1  # 0: nothing is ever added
+
+
+def test_refine_adds_the_nuclei_the_presegmenter_missed_when_asked():
+    truth = disks((60, 90), ((30, 20), (30, 50), (30, 68)), 9)
+    found = np.where(truth == 1, 1, 0)  # the presegmenter found one of three
+    probability = (truth > 0).astype(np.float32)
+    params = RefineParams(prob_th=16, min_size=20, c_area=20, dilate=0, add_th=0.5, seed_th=0.5)
+    result = refine([found], probability, 10.0, 19.0, params, centerness=_centerness(truth))
+    assert result.max() == 3 and result[30, 50] != result[30, 68]
+    assert refine([found], probability, 10.0, 19.0, RefineParams(prob_th=16, min_size=20, c_area=20, dilate=0), _centerness(truth)).max() == 1
+    assert refine([found], probability, 10.0, 19.0, params).max() == 1  # no centerness map: the reference refinement

@@ -4,7 +4,7 @@ import numpy as np
 import optuna
 
 from postprocess.refine import RefineParams
-from postprocess.search import Case, best_params, load_cases, mean_dsb, plot_progress, save_cases, search
+from postprocess.search import Case, best_params, load_cases, mean_dsb, plot_progress, save_cases, search, search_space
 from tests.synthetic import disks
 
 
@@ -48,3 +48,14 @@ def test_search_stores_resumes_and_reports(tmp_path):
     plot_progress(study, tmp_path / "progress.png")
     assert (tmp_path / "progress.png").read_bytes()[:4] == b"\x89PNG"
     assert isinstance(optuna.load_study(study_name="nucflow-postprocess", storage=storage), optuna.Study)
+
+
+def test_centerness_parameters_are_searched_only_with_centerness_maps(tmp_path):
+    plain = cases()
+    assert "add_th" not in search_space(plain)
+    with_maps = [Case(c.scales, c.probability, c.diameter, c.target_diameter, c.truth, (c.truth > 0).astype(np.float32)) for c in plain]
+    assert {"add_th", "seed_th"} <= set(search_space(with_maps)) and "add_th" not in search_space(plain[:1] + with_maps[1:])
+    save_cases(tmp_path / "cache.pkl", with_maps)
+    assert load_cases(tmp_path / "cache.pkl")[0].centerness.dtype == np.float16
+    study = search(tmp_path / "cache.pkl", f"sqlite:///{tmp_path / 'study.db'}", trials=3, jobs=1)
+    assert study.trials[0].params["add_th"] == 0.0 and "seed_th" in study.trials[2].params

@@ -17,6 +17,7 @@ class UNetConfig:
     sigmas: tuple[float, ...] = (0.0, 0.5, 1.0)  # the reference used {0, 0, .5, .5, .5, 1, 2} over 7 members
     seeds: tuple[int, ...] = (0, 1, 2)
     warm_start: bool = False  # each member after the first starts from the previous member's best weights
+    start_from: str | None = None  # member folder the first member starts from (fine-tuning; it may gain the centerness output)
     architecture: UNetArchitecture = field(default_factory=UNetArchitecture)
     train: UNetTrainConfig = field(default_factory=UNetTrainConfig)
     predict: UNetPredictConfig = field(default_factory=UNetPredictConfig)

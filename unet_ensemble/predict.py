@@ -1,4 +1,4 @@
-"""Foreground probability of one size-normalised image: tiles, flips, ensemble mean."""
+"""Foreground (and centerness) maps of one size-normalised image: tiles, flips, ensemble mean."""
 
 from __future__ import annotations
 
@@ -31,41 +31,53 @@ def _normalise(rgb8: np.ndarray, mean: tuple, std: tuple, device: torch.device) 
 def _probability(model: nn.Module, x: torch.Tensor, flips: bool) -> torch.Tensor:
     if not flips:
         return torch.sigmoid(model(x))
-    total = torch.zeros_like(x[:, :1])
+    total = 0
     for dims in ((), (2,), (3,), (2, 3)):
         flipped = x.flip(dims) if dims else x
         out = torch.sigmoid(model(flipped))
-        total += out.flip(dims) if dims else out
+        total = total + (out.flip(dims) if dims else out)
     return total / 4
 
 
-def predict_probability(model: nn.Module, rgb8: np.ndarray, arch_stride: int, mean: tuple, std: tuple, cfg: UNetPredictConfig) -> np.ndarray:
-    """(H, W) float32 foreground probability of an (H, W, 3) uint8 image, tiles blended by averaging."""
+def predict_maps(model: nn.Module, rgb8: np.ndarray, arch_stride: int, mean: tuple, std: tuple, cfg: UNetPredictConfig) -> np.ndarray:
+    """(C, H, W) float32 sigmoid outputs (foreground first) of an (H, W, 3) uint8 image, tiles blended by averaging."""
     height, width = rgb8.shape[:2]
     pad_y, pad_x = (-height) % arch_stride, (-width) % arch_stride
     tile = max(arch_stride, cfg.tile_size - cfg.tile_size % arch_stride)
     padded = np.pad(rgb8, ((0, pad_y), (0, pad_x), (0, 0)), mode="reflect") if pad_y or pad_x else rgb8
     device = device_of(model)
-    total = np.zeros(padded.shape[:2], np.float32)
+    total = None
     weight = np.zeros(padded.shape[:2], np.float32)
     windows = [(y, x) for y in tile_starts(padded.shape[0], tile, cfg.tile_overlap) for x in tile_starts(padded.shape[1], tile, cfg.tile_overlap)]
     for first in range(0, len(windows), max(1, cfg.batch_size)):
         batch = windows[first : first + max(1, cfg.batch_size)]
         crops = [(slice(y, y + tile), slice(x, x + tile)) for y, x in batch]
         inputs = torch.cat([_normalise(padded[crop], mean, std, device) for crop in crops])  # tiles of one image share a shape
-        probabilities = _probability(model, inputs, cfg.flip_tta)[:, 0].float().cpu().numpy()
+        probabilities = _probability(model, inputs, cfg.flip_tta).float().cpu().numpy()
+        if total is None:
+            total = np.zeros((probabilities.shape[1], *padded.shape[:2]), np.float32)
         for crop, probability in zip(crops, probabilities):
-            total[crop] += probability
+            total[(slice(None), *crop)] += probability
             weight[crop] += 1
-    return (total / weight)[:height, :width]
+    return (total / weight)[:, :height, :width]
 
 
-def ensemble_probability(members: list[tuple[nn.Module, dict]], rgb8: np.ndarray, cfg: UNetPredictConfig) -> np.ndarray:
-    """Mean foreground probability of the ensemble members (model, card) on one image."""
+@dataclass
+class EnsembleMaps:
+    """The ensemble's mean foreground probability, and mean centerness of the members that predict it (else None)."""
+
+    foreground: np.ndarray
+    centerness: np.ndarray | None
+
+
+def ensemble_maps(members: list[tuple[nn.Module, dict]], rgb8: np.ndarray, cfg: UNetPredictConfig) -> EnsembleMaps:
+    """Mean maps of the ensemble members (model, card) on one image."""
     if not members:
         raise ValueError("the ensemble has no members")
-    maps = []
+    foreground, centerness = [], []
     for model, card in members:
         arch = card["architecture"]
-        maps.append(predict_probability(model, rgb8, 2 ** arch["depth"], tuple(arch["image_mean"]), tuple(arch["image_std"]), cfg))
-    return np.mean(maps, axis=0).astype(np.float32)
+        maps = predict_maps(model, rgb8, 2 ** arch["depth"], tuple(arch["image_mean"]), tuple(arch["image_std"]), cfg)
+        foreground.append(maps[0])
+        centerness.extend(maps[1:2])
+    return EnsembleMaps(np.mean(foreground, axis=0).astype(np.float32), np.mean(centerness, axis=0).astype(np.float32) if centerness else None)

@@ -1,8 +1,9 @@
 """Training one U-Net ensemble member on size-normalised (image, labels) pairs.
 
 Target: the nucleus foreground as float, blurred by the member's `target_sigma` (kept
-float: the reference's targets could be zeroed by a dtype conversion). Loss: soft
-Jaccard + BCE. Warm-up + cosine schedule that really runs, validation with foreground
+float: the reference's targets could be zeroed by a dtype conversion), and for members
+that predict it each nucleus' normalised distance to its edge ("centerness"). Loss: soft
+Jaccard + BCE per channel. Warm-up + cosine schedule that really runs, validation with foreground
 IoU, early stopping, best member kept, resumable.
 """
 
@@ -14,12 +15,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy import ndimage as ndi
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from unet_ensemble.model import UNetArchitecture, build_unet, stride
-from unet_ensemble.predict import UNetPredictConfig, predict_probability
+from unet_ensemble.predict import UNetPredictConfig, predict_maps
 from unet_ensemble.storage import save_member
 from workflow.augment import AugmentConfig, CropSampler
 from workflow.optim import TrainingRun
@@ -53,6 +55,29 @@ def foreground_target(labels: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(target, (0, 0), sigma) if sigma > 0 else target
 
 
+def centerness_target(labels: np.ndarray) -> np.ndarray:
+    """Each object's Euclidean distance to its own edge, divided by its largest such distance:
+    1 at its centre, towards 0 at its edge and where it touches a neighbour. The frame is not
+    an edge (a nucleus cut by a crop keeps its true distances).
+    """
+    target = np.zeros(labels.shape, np.float32)
+    for index, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        grown = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
+        mask = labels[grown] == index
+        distance = ndi.distance_transform_edt(mask)
+        window = target[grown]
+        window[mask] = distance[mask] / distance.max()
+    return target
+
+
+def member_targets(labels: np.ndarray, sigma: float, arch: UNetArchitecture) -> np.ndarray:
+    """(C, H, W) targets of one crop: blurred foreground, then centerness when the member predicts it."""
+    channels = [foreground_target(labels, sigma)] + ([centerness_target(labels)] if arch.centerness else [])
+    return np.stack(channels)
+
+
 def jaccard_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Soft Jaccard (IoU) loss plus binary cross-entropy, both on float targets."""
     probability = torch.sigmoid(logits)
@@ -62,17 +87,28 @@ def jaccard_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return jaccard.mean() + F.binary_cross_entropy_with_logits(logits, target)
 
 
-def foreground_iou(model: nn.Module, pairs: list[Pair], arch: UNetArchitecture) -> float:
-    """Mean foreground IoU (probability > 0.5 against labels > 0) on validation pairs."""
+def _iou(predicted: np.ndarray, truth: np.ndarray) -> float:
+    union = (predicted | truth).sum()
+    return 1.0 if union == 0 else float((predicted & truth).sum() / union)
+
+
+def validation_scores(model: nn.Module, pairs: list[Pair], arch: UNetArchitecture) -> dict:
+    """Mean foreground IoU (probability > 0.5 against labels > 0) on validation pairs; for a
+    centerness member also the mean IoU of its centres (centerness > 0.5 against the target's),
+    and `score`, the mean of the two (the one early stopping follows).
+    """
     model.eval()
-    ious = []
+    foreground, centres = [], []
     for image, labels in pairs:
-        predicted = predict_probability(model, image, stride(arch), arch.image_mean, arch.image_std, UNetPredictConfig()) > 0.5
-        truth = labels > 0
-        union = (predicted | truth).sum()
-        ious.append(1.0 if union == 0 else (predicted & truth).sum() / union)
+        maps = predict_maps(model, image, stride(arch), arch.image_mean, arch.image_std, UNetPredictConfig()) > 0.5
+        foreground.append(_iou(maps[0], labels > 0))
+        if arch.centerness:
+            centres.append(_iou(maps[1], centerness_target(labels) > 0.5))
     model.train()
-    return float(np.mean(ious))
+    scores = {"foreground_iou": float(np.mean(foreground))}
+    if centres:
+        scores["centre_iou"] = float(np.mean(centres))
+    return {**scores, "score": float(np.mean(list(scores.values())))}
 
 
 def _batch(sampler: CropSampler, cfg: UNetTrainConfig, arch: UNetArchitecture, sigma: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +116,7 @@ def _batch(sampler: CropSampler, cfg: UNetTrainConfig, arch: UNetArchitecture, s
     images = torch.from_numpy(np.stack([c[0] for c in crops])).to(device).permute(0, 3, 1, 2).float().div(255)
     mean = torch.tensor(arch.image_mean, device=device)[None, :, None, None]
     std = torch.tensor(arch.image_std, device=device)[None, :, None, None]
-    targets = torch.from_numpy(np.stack([foreground_target(c[1], sigma) for c in crops]))[:, None].to(device)
+    targets = torch.from_numpy(np.stack([member_targets(c[1], sigma, arch) for c in crops])).to(device)
     return (images - mean) / std, targets
 
 
@@ -108,16 +144,18 @@ def train_member(
     while not run.finished:
         images, targets = _batch(sampler, cfg, arch, target_sigma, device)
         with run.autocast():
-            loss = jaccard_bce_loss(model(images).float(), targets)
+            logits = model(images).float()
+            loss = sum(jaccard_bce_loss(logits[:, c : c + 1], targets[:, c : c + 1]) for c in range(targets.shape[1]))
         run.step(loss)
         running += float(loss.detach())
         if run.iteration % cfg.log_every == 0:
             log.info("member it %d/%d lr %.2e loss %.4f (%.1f min)", run.iteration, cfg.iterations, run.learning_rate, running / cfg.log_every, run.minutes)
             running = 0.0
         if run.validation_due():
-            entry = {"iteration": run.iteration, "minutes": round(run.minutes, 1), "foreground_iou": foreground_iou(model, val_pairs, arch)}
-            log.info("member (sigma %.1f, seed %d) validation at %d: foreground IoU %.4f", target_sigma, seed, run.iteration, entry["foreground_iou"])
-            if run.record(entry, "foreground_iou"):
+            entry = {"iteration": run.iteration, "minutes": round(run.minutes, 1), **validation_scores(model, val_pairs, arch)}
+            log.info("member (sigma %.1f, seed %d) validation at %d: %s", target_sigma, seed, run.iteration,
+                     ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k not in ("iteration", "minutes")))
+            if run.record(entry, "score"):
                 training = {"iterations": run.iteration, "wall_minutes": entry["minutes"], "hardware": device_name(device),
                             "train_images": len(train_pairs), "settings": asdict(cfg)}
                 save_member(out_dir / "model", model, arch, {**card, "target_sigma": target_sigma, "seed": seed,

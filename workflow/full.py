@@ -10,8 +10,8 @@ import numpy as np
 from torch import nn
 
 from postprocess.refine import RefineParams, merges_scales, refine
-from presegment.pipeline import estimate_diameter, segment_at_scale
-from unet_ensemble.predict import ensemble_probability
+from presegment.pipeline import estimate_diameter, segment_at_scale, zoom_for
+from unet_ensemble.predict import ensemble_maps
 from workflow.config import NucflowConfig
 from workflow.images import resize_image, scaled_shape, size_scale
 from workflow.labels import resize_labels
@@ -25,6 +25,7 @@ class NetworkOutputs:
     probability: np.ndarray
     diameter: float | None
     target_diameter: float
+    centerness: np.ndarray | None = None  # from ensemble members that predict it
 
 
 @dataclass
@@ -49,24 +50,24 @@ def network_outputs(
         diameter = estimate_diameter(models.presegmenter, rgb8, detect, cfg.presegment.probe_scale)
     scale = size_scale(diameter, models.target_diameter, cfg.size.min_scale, cfg.size.max_scale)
     common = resize_image(rgb8, scaled_shape(rgb8.shape, scale))
-    probability = ensemble_probability(models.members, common, cfg.unet.predict)
+    maps = ensemble_maps(models.members, common, cfg.unet.predict)
     factors = cfg.full.mrcnn_scales if params is None or merges_scales(diameter, params) else cfg.full.mrcnn_scales[:1]
-    voting = replace(detect, flips=cfg.full.mrcnn_flips)
-    scales = [
-        segment_at_scale(models.presegmenter, common, factor * detect.zoom, voting if k == 0 else detect) for k, factor in enumerate(factors)
-    ]
-    return NetworkOutputs(scales, probability, diameter, models.target_diameter)
+    voting, zoom = replace(detect, flips=cfg.full.mrcnn_flips), zoom_for(diameter, detect)
+    scales = [segment_at_scale(models.presegmenter, common, factor * zoom, voting if k == 0 else detect) for k, factor in enumerate(factors)]
+    return NetworkOutputs(scales, maps.foreground, diameter, models.target_diameter, maps.centerness)
 
 
 def refined_labels(outputs: NetworkOutputs, params: RefineParams, shape: tuple[int, int]) -> np.ndarray:
     """Post-processed labels, brought back to the image's own `shape`."""
-    labels = refine(outputs.scales, outputs.probability, outputs.diameter, outputs.target_diameter, params)
+    labels = refine(outputs.scales, outputs.probability, outputs.diameter, outputs.target_diameter, params, outputs.centerness)
     return resize_labels(labels, shape)
 
 
 def intermediate_maps(outputs: NetworkOutputs, mrcnn_scales: tuple[float, ...], shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    """The ensemble's foreground probability and each computed Mask R-CNN scale's labels, at the image's `shape`."""
+    """The ensemble's foreground probability (and centerness) and each computed Mask R-CNN scale's labels, at the image's `shape`."""
     maps = {"probability": np.clip(resize_image(outputs.probability.astype(np.float32), shape), 0, 1)}
+    if outputs.centerness is not None:
+        maps["centerness"] = np.clip(resize_image(outputs.centerness.astype(np.float32), shape), 0, 1)
     for factor, labels in zip(mrcnn_scales, outputs.scales):
         maps[f"mrcnn_x{factor:g}"] = resize_labels(labels, shape)
     return maps

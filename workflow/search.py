@@ -33,7 +33,7 @@ def build_cases(images_dir: Path, masks_dir: Path, cfg: NucflowConfig) -> list[C
         if truth.shape != rgb8.shape[:2]:
             raise InputError(mask_path, f"mask size {truth.shape} does not match image size {rgb8.shape[:2]}")
         outputs = network_outputs(models, rgb8, cfg, cfg.size.diameter)
-        cases.append(Case(outputs.scales, outputs.probability, outputs.diameter, outputs.target_diameter, truth))
+        cases.append(Case(outputs.scales, outputs.probability, outputs.diameter, outputs.target_diameter, truth, outputs.centerness))
     return cases
 
 

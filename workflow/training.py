@@ -10,6 +10,7 @@ from pathlib import Path
 
 from presegment.storage import load_model, update_card
 from presegment.train import train as train_presegment_model
+from unet_ensemble.model import build_unet, transfer_weights
 from unet_ensemble.storage import load_member
 from unet_ensemble.train import train_member
 from workflow.config import NucflowConfig
@@ -70,6 +71,21 @@ def validate_fast_path(model_folder: Path, data_dir: Path, cfg: NucflowConfig) -
     }
 
 
+def _starting_member(cfg: NucflowConfig, out_dir: Path, index: int) -> tuple[Path | None, str]:
+    """The member folder whose weights member `index` starts from, and its name for the model
+    card: `unet.start_from` for the first, the previous member with `unet.warm_start`, else
+    none (random initialisation).
+    """
+    if index == 0 and cfg.unet.start_from:
+        source = Path(cfg.unet.start_from)
+        if not source.is_dir():
+            raise InputError(source, "unet.start_from: no such member folder")
+        return source, str(source)
+    if cfg.unet.warm_start and index > 0:
+        return out_dir / f"member-{index - 1}" / "model", f"member-{index - 1}"
+    return None, "random"
+
+
 def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: NucflowConfig, resume: bool = True) -> list[dict]:
     """Train one U-Net per (sigma, seed) of `cfg.unet` on `data_dir`; the best members are
     collected in `out_dir/ensemble/`, ready for `predict --full --ensemble`.
@@ -90,11 +106,12 @@ def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
     for index, (sigma, seed) in enumerate(zip(cfg.unet.sigmas, cfg.unet.seeds)):
         member_dir = out_dir / f"member-{index}"
         log.info("training U-Net member %d/%d (target sigma %.1f, seed %d) on %s", index + 1, len(cfg.unet.seeds), sigma, seed, device)
+        source, origin = _starting_member(cfg, out_dir, index)
         start = None
-        if cfg.unet.warm_start and index > 0:
-            start = load_member(out_dir / f"member-{index - 1}" / "model", device)[0].train()
-            log.info("member %d starts from member %d's best weights (unet.warm_start)", index + 1, index)
-        member_card = {**card, "initialised_from": f"member-{index - 1}" if start is not None else "random"}
+        if source is not None:
+            start = transfer_weights(load_member(source, device)[0], build_unet(cfg.unet.architecture)).to(device).train()
+            log.info("member %d starts from the weights of %s", index + 1, source)
+        member_card = {**card, "initialised_from": origin}
         results.append(train_member(train_pairs, val_pairs, cfg.unet.architecture, cfg.unet.train, sigma, seed, member_dir, member_card, device, resume, start))
         ensemble_member = out_dir / "ensemble" / f"member-{index}"
         if ensemble_member.exists():
