@@ -16,6 +16,7 @@ from postprocess.steps import (
     touching_pairs,
 )
 from tests.synthetic import disks
+from unet_ensemble.train import centerness_target  # what a perfect centerness U-Net would give
 
 
 def test_touching_pairs():
@@ -99,23 +100,14 @@ def test_refine_end_to_end_and_median_rule():
         refine([truth], probability[:10], 10.0, 19.0, params)
 
 
-def _centerness(labels: np.ndarray) -> np.ndarray:
-    """What a perfect centerness U-Net would give: each object's edge distance over its maximum."""
-    result = np.zeros(labels.shape, np.float32)
-    for index in range(1, labels.max() + 1):
-        distance = ndi.distance_transform_edt(labels == index)
-        result[labels == index] = (distance / distance.max())[labels == index]
-    return result
-
-
 def test_centre_instances_split_a_clump_the_foreground_merges():
     truth = disks((50, 70), ((25, 22), (25, 40)), 10)  # two overlapping nuclei: one foreground blob
     foreground = truth > 0
     assert ndi.label(foreground)[1] == 1
-    found = centre_instances(foreground, _centerness(truth), seed_th=0.5)
+    found = centre_instances(foreground, centerness_target(truth), seed_th=0.5)
     assert found.max() == 2 and np.array_equal(found > 0, foreground)
     assert found[25, 22] != found[25, 40] and (found[truth == 1] == found[25, 22]).mean() > 0.95
-    assert centre_instances(foreground, _centerness(truth), seed_th=1.01).max() == 0
+    assert centre_instances(foreground, centerness_target(truth), seed_th=1.01).max() == 0
 
 
 def test_add_uncovered_adds_only_what_is_missing():
@@ -132,7 +124,7 @@ def test_refine_adds_the_nuclei_the_presegmenter_missed_when_asked():
     found = np.where(truth == 1, 1, 0)  # the presegmenter found one of three
     probability = (truth > 0).astype(np.float32)
     params = RefineParams(prob_th=16, min_size=20, c_area=20, dilate=0, add_th=0.5, seed_th=0.5)
-    result = refine([found], probability, 10.0, 19.0, params, centerness=_centerness(truth))
+    result = refine([found], probability, 10.0, 19.0, params, centerness=centerness_target(truth))
     assert result.max() == 3 and result[30, 50] != result[30, 68]
-    assert refine([found], probability, 10.0, 19.0, RefineParams(prob_th=16, min_size=20, c_area=20, dilate=0), _centerness(truth)).max() == 1
+    assert refine([found], probability, 10.0, 19.0, RefineParams(prob_th=16, min_size=20, c_area=20, dilate=0), centerness_target(truth)).max() == 1
     assert refine([found], probability, 10.0, 19.0, params).max() == 1  # no centerness map: the reference refinement
