@@ -79,5 +79,6 @@ def ensemble_maps(members: list[tuple[nn.Module, dict]], rgb8: np.ndarray, cfg: 
         arch = card["architecture"]
         maps = predict_maps(model, rgb8, 2 ** arch["depth"], tuple(arch["image_mean"]), tuple(arch["image_std"]), cfg)
         foreground.append(maps[0])
-        centerness.extend(maps[1:2])
+        if arch.get("centerness", False):
+            centerness.append(maps[1])
     return EnsembleMaps(np.mean(foreground, axis=0).astype(np.float32), np.mean(centerness, axis=0).astype(np.float32) if centerness else None)
