@@ -55,13 +55,14 @@ def load_cases(path: str | Path) -> list[Case]:
         return pickle.load(handle)
 
 
-def mean_dsb(cases: list[Case], params: RefineParams) -> float:
-    """The objective: mean DSB score of `refine` with `params` over the cases, at each image's own size."""
+def mean_dsb(cases: list[Case], params: RefineParams, contour_sigma: float = 0.0) -> float:
+    """The objective: mean DSB score of `refine` with `params` over the cases, at each image's own
+    size (outlines smoothed by `contour_sigma` common-resolution pixels on the way, as in use)."""
     scores = []
     for c in cases:
         centerness = c.centerness.astype(np.float32) if c.centerness is not None else None
         labels = refine(c.scales, c.probability.astype(np.float32), c.diameter, c.target_diameter, params, centerness)
-        scores.append(score_image(c.truth, resize_labels(labels, c.truth.shape)).dsb)
+        scores.append(score_image(c.truth, resize_labels(labels, c.truth.shape, contour_sigma)).dsb)
     return float(np.mean(scores))
 
 
@@ -80,12 +81,12 @@ def suggest(trial: optuna.Trial, space: dict[str, tuple[float, float]]) -> Refin
     return RefineParams(**values)
 
 
-def _worker(cache_path: str, storage: str, study_name: str, trials: int, timeout: float | None, seed: int) -> None:
+def _worker(cache_path: str, storage: str, study_name: str, trials: int, timeout: float | None, seed: int, contour_sigma: float) -> None:
     cases = load_cases(cache_path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.TPESampler(seed=seed))
     space = search_space(cases)
-    study.optimize(lambda trial: mean_dsb(cases, suggest(trial, space)), n_trials=trials, timeout=timeout)
+    study.optimize(lambda trial: mean_dsb(cases, suggest(trial, space), contour_sigma), n_trials=trials, timeout=timeout)
 
 
 def search(
@@ -96,6 +97,7 @@ def search(
     timeout_minutes: float | None = None,
     jobs: int = 1,
     seed: int = 0,
+    contour_sigma: float = 0.0,
 ) -> optuna.Study:
     """Run (or resume) the study until `trials` more trials or the time limit, over `jobs` workers.
 
@@ -107,12 +109,12 @@ def search(
         cases = load_cases(cache_path)
         space = search_space(cases)
         study.enqueue_trial({name: value for name, value in RefineParams().to_dict().items() if name in space})
-        study.optimize(lambda trial: mean_dsb(cases, suggest(trial, space)), n_trials=1)
+        study.optimize(lambda trial: mean_dsb(cases, suggest(trial, space), contour_sigma), n_trials=1)
         trials -= 1
     per_worker = [trials // jobs + (1 if k < trials % jobs else 0) for k in range(jobs)]
     timeout = timeout_minutes * 60 if timeout_minutes else None
     joblib.Parallel(n_jobs=jobs)(
-        joblib.delayed(_worker)(str(cache_path), storage, study_name, n, timeout, seed + k) for k, n in enumerate(per_worker) if n
+        joblib.delayed(_worker)(str(cache_path), storage, study_name, n, timeout, seed + k, contour_sigma) for k, n in enumerate(per_worker) if n
     )
     return optuna.load_study(study_name=study_name, storage=storage)
 

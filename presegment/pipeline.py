@@ -25,12 +25,12 @@ class Presegmentation:
     size_source: str  # "given", "estimated" or "unknown" (nothing found: unscaled fallback)
 
 
-def segment_at_scale(model: nn.Module, rgb8: np.ndarray, scale: float, cfg: DetectConfig) -> np.ndarray:
-    """Presegment `rgb8` resized by `scale`; labels come back at the original size."""
-    if abs(scale - 1.0) < 1e-3:
-        return segment(model, rgb8, cfg)
-    labels = segment(model, resize_image(rgb8, scaled_shape(rgb8.shape, scale)), cfg)
-    return resize_labels(labels, rgb8.shape[:2])
+def segment_at_scale(model: nn.Module, rgb8: np.ndarray, scale: float, cfg: DetectConfig, contour_sigma: float = 0.0) -> np.ndarray:
+    """Presegment `rgb8` resized by `scale`; labels come back at the original size, with outlines
+    smoothed by `contour_sigma` pixels of the resized image when it is > 0 (else nearest-neighbour)."""
+    resized = abs(scale - 1.0) >= 1e-3
+    labels = segment(model, resize_image(rgb8, scaled_shape(rgb8.shape, scale)) if resized else rgb8, cfg)
+    return resize_labels(labels, rgb8.shape[:2], contour_sigma) if resized or contour_sigma > 0 else labels
 
 
 def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, probe_scale: float = 1.0) -> float | None:
@@ -52,15 +52,18 @@ def presegment(
     diameter: float | None = None,
     probe_scale: float = 1.0,
     scale_limits: tuple[float, float] = (0.1, 8.0),
+    contour_sigma: float = 0.0,
 ) -> Presegmentation:
     """Segment nuclei so that the network sees them at `target_diameter` x `cfg.zoom` px.
 
     Without a given `diameter` it is estimated by a first pass; when that finds nothing,
-    the image is segmented unscaled and `size_source` says so.
+    the image is segmented unscaled and `size_source` says so. `contour_sigma` (pixels at
+    `target_diameter`) smooths the outlines as the labels return to the image's size.
     """
     source = "given"
     if diameter is None:
         diameter = estimate_diameter(model, rgb8, cfg, probe_scale)
         source = "estimated" if diameter is not None else "unknown"
     scale = size_scale(diameter, target_diameter, *scale_limits)
-    return Presegmentation(segment_at_scale(model, rgb8, scale * zoom_for(diameter, cfg), cfg), diameter, scale, source)
+    zoom = zoom_for(diameter, cfg)
+    return Presegmentation(segment_at_scale(model, rgb8, scale * zoom, cfg, contour_sigma * zoom), diameter, scale, source)

@@ -15,7 +15,8 @@ from workflow.images import tile_starts
 from presegment.storage import load_model, save_model
 from presegment.train import TrainConfig, make_target, train
 from tests.synthetic import disks, nucleus_image
-from workflow.images import to_rgb8
+from workflow.images import resize_image, to_rgb8
+from workflow.labels import resize_labels
 from workflow.metrics import score_image
 
 
@@ -312,3 +313,14 @@ def test_paste_cuts_masks_at_the_border_instead_of_squeezing_them():
     left_half[:, :, :14] = 1  # the left half of the box is nucleus
     (instance,) = paste(Detections(np.array([[-10, 0, 10, 10]], np.float32), np.ones(1, np.float32), left_half), (20, 20))
     assert (instance.left, instance.mask.shape) == (0, (10, 10)) and instance.mask.max() < 0.1  # what lies inside is background
+
+
+def test_contour_smoothing_is_measured_in_size_normalised_pixels():
+    """`contour_sigma` is given at the target size; Mask R-CNN's labels are at the zoomed size, so they are smoothed by sigma x zoom."""
+    truth = many_disks((120, 100), radius=12, spacing=40)
+    image = to_rgb8(nucleus_image(truth))
+    cfg = DetectConfig(zoom=1.5, pad_fraction=0, dilate=0)
+    result = presegment(BrightBlobModel(), image, 12.0, cfg, diameter=24.0, contour_sigma=1.0)
+    zoomed = segment(BrightBlobModel(), resize_image(image, (90, 75)), cfg)  # 0.5 x 1.5 of the image
+    np.testing.assert_array_equal(result.labels, resize_labels(zoomed, truth.shape, contour_sigma=1.5))
+    assert not np.array_equal(result.labels, resize_labels(zoomed, truth.shape, contour_sigma=1.0))

@@ -6,6 +6,7 @@ import optuna
 from postprocess.refine import RefineParams
 from postprocess.search import Case, best_params, load_cases, mean_dsb, plot_progress, save_cases, search, search_space
 from tests.synthetic import disks
+from workflow.labels import resize_labels
 
 
 def cases():
@@ -32,6 +33,15 @@ def test_objective_scores_at_the_image_own_resolution():
     assert mean_dsb([case], keep) > 0.9  # scored after bringing the labels back to the truth's 45 x 45
 
 
+def test_objective_smooths_outlines_as_the_product_does():
+    rows, cols = np.mgrid[:128, :128]
+    truth = ((rows - 63.5) ** 2 + (cols - 63.5) ** 2 < 24**2).astype(np.int32)
+    common = resize_labels(truth, (32, 32))  # the nucleus at 1/4 resolution: a staircase when brought back
+    case = Case([common], (common > 0).astype(np.float32), 48.0, 12.0, truth)
+    keep = RefineParams(erode=0, dilate=0, min_size=10, min_overlap=0, c_area=10)
+    assert mean_dsb([case], keep, contour_sigma=1.0) == 1.0 > mean_dsb([case], keep)
+
+
 def test_search_stores_resumes_and_reports(tmp_path):
     save_cases(tmp_path / "cache.pkl", cases())
     assert load_cases(tmp_path / "cache.pkl")[0].probability.dtype == np.float16
@@ -39,11 +49,11 @@ def test_search_stores_resumes_and_reports(tmp_path):
     study = search(tmp_path / "cache.pkl", storage, trials=6, jobs=2, seed=3)
     assert len(study.trials) == 6
     assert study.trials[0].params["scale_th"] == RefineParams().scale_th  # reference defaults tried first
-    study = search(tmp_path / "cache.pkl", storage, trials=4, jobs=1)
+    study = search(tmp_path / "cache.pkl", storage, trials=4, jobs=1, contour_sigma=1.0)
     assert len(study.trials) == 10  # resumed, not restarted
+    assert study.trials[-1].value == mean_dsb(load_cases(tmp_path / "cache.pkl"), RefineParams(**study.trials[-1].params), 1.0)
     params, summary = best_params(study)
     assert summary["trials"] == 10 and summary["mean_dsb"] == max(t.value for t in study.trials)
-    assert mean_dsb(load_cases(tmp_path / "cache.pkl"), params) == summary["mean_dsb"]
     json.dumps(params.to_dict())
     plot_progress(study, tmp_path / "progress.png")
     assert (tmp_path / "progress.png").read_bytes()[:4] == b"\x89PNG"

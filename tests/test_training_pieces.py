@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
+import torch
 from torch import nn
 
 from tests.synthetic import disks, nucleus_image
 from workflow.augment import AugmentConfig, CropSampler, augment_pair, flip_rot90, random_crop
 from workflow.images import to_rgb8
-from workflow.optim import make_optimizer, warmup_cosine
+from workflow.optim import TrainingRun, make_optimizer, warmup_cosine
 
 
 def test_learning_rate_warms_up_then_decays():
@@ -20,6 +21,18 @@ def test_make_optimizer_by_name():
     assert type(make_optimizer(model, "sgd", 0.1, 0.0)).__name__ == "SGD"
     with pytest.raises(ValueError, match="unknown optimizer"):
         make_optimizer(model, "lion", 0.1, 0.0)
+
+
+def test_training_run_resumes_and_ranks_by_the_score_even_from_an_older_checkpoint(tmp_path, rng):
+    cfg = type("Cfg", (), {"optimizer": "adamw", "learning_rate": 1e-3, "weight_decay": 0.0, "iterations": 10,
+                           "warmup_iterations": 2, "max_minutes": None, "val_every": 5})()
+    run = TrainingRun(nn.Linear(2, 2), cfg, tmp_path, rng, torch.device("cpu"), resume=True)
+    assert run.record({"iteration": 5, "iou": 0.7}, "iou")  # written before early stopping ranked by "score"
+    run.save_checkpoint()
+    resumed = TrainingRun(nn.Linear(2, 2), cfg, tmp_path, rng, torch.device("cpu"), resume=True)
+    assert resumed.state["best"] == {"iteration": 5, "iou": 0.7}
+    assert resumed.record({"iteration": 10, "iou": 0.6, "score": 0.5}, "score")
+    assert not resumed.record({"iteration": 15, "iou": 0.9, "score": 0.4}, "score") and resumed.state["stale"] == 1
 
 
 def test_image_and_labels_stay_aligned_under_augmentation(rng):

@@ -45,6 +45,7 @@ class SizeConfig:
     diameter: float | None = None  # the user's median nucleus diameter in pixels; None = estimate
     min_scale: float = 0.1
     max_scale: float = 8.0
+    contour_sigma: float = 1.5  # px of the size-normalised image: outlines smoothed as labels return to the image's size; 0 = none
 
 
 @dataclass

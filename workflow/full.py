@@ -57,10 +57,11 @@ def network_outputs(
     return NetworkOutputs(scales, maps.foreground, diameter, models.target_diameter, maps.centerness)
 
 
-def refined_labels(outputs: NetworkOutputs, params: RefineParams, shape: tuple[int, int]) -> np.ndarray:
-    """Post-processed labels, brought back to the image's own `shape`."""
+def refined_labels(outputs: NetworkOutputs, params: RefineParams, shape: tuple[int, int], contour_sigma: float = 0.0) -> np.ndarray:
+    """Post-processed labels, brought back to the image's own `shape` with outlines smoothed by
+    `contour_sigma` pixels of the common resolution (0: nearest-neighbour)."""
     labels = refine(outputs.scales, outputs.probability, outputs.diameter, outputs.target_diameter, params, outputs.centerness)
-    return resize_labels(labels, shape)
+    return resize_labels(labels, shape, contour_sigma)
 
 
 def intermediate_maps(outputs: NetworkOutputs, mrcnn_scales: tuple[float, ...], shape: tuple[int, int]) -> dict[str, np.ndarray]:

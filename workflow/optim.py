@@ -97,9 +97,11 @@ class TrainingRun:
         return self.iteration % self.cfg.val_every == 0 or self.iteration >= self.cfg.iterations or self.out_of_time
 
     def record(self, entry: dict, score_key: str) -> bool:
-        """Add a validation entry; True when it is the best so far (then save the model)."""
+        """Add a validation entry; True when it is the best so far (then save the model). A best
+        entry without `score_key` (a checkpoint from a version that ranked by another figure) counts as beaten."""
         self.state["history"].append(entry)
-        improved = self.state["best"] is None or entry[score_key] > self.state["best"][score_key]
+        best = self.state["best"]
+        improved = best is None or score_key not in best or entry[score_key] > best[score_key]
         if improved:
             self.state["best"], self.state["stale"] = entry, 0
         else:

@@ -88,7 +88,7 @@ def fast_segmenter(cfg: NucflowConfig) -> Segmenter:
 
     def run(rgb8: np.ndarray, diameter: float | None) -> Prediction:
         scale_limits = (cfg.size.min_scale, cfg.size.max_scale)
-        return Prediction(presegment(model, rgb8, target, detect, diameter, scale_limits=scale_limits).labels)
+        return Prediction(presegment(model, rgb8, target, detect, diameter, scale_limits=scale_limits, contour_sigma=cfg.size.contour_sigma).labels)
 
     return Segmenter(target, lambda rgb8: estimate_diameter(model, rgb8, detect, cfg.presegment.probe_scale), run, cfg.size, cfg.tiling)
 
@@ -123,7 +123,7 @@ def full_segmenter(cfg: NucflowConfig) -> Segmenter:
         outputs = network_outputs(models, rgb8, cfg, diameter, params)
         shape = rgb8.shape[:2]
         kept = intermediate_maps(outputs, cfg.full.mrcnn_scales, shape) if cfg.output.keep_intermediate else {}
-        return Prediction(refined_labels(outputs, params, shape), kept)
+        return Prediction(refined_labels(outputs, params, shape, cfg.size.contour_sigma), kept)
 
     detect, probe = cfg.presegment.detect, cfg.presegment.probe_scale
     return Segmenter(models.target_diameter, lambda rgb8: estimate_diameter(models.presegmenter, rgb8, detect, probe), run, cfg.size, cfg.tiling)

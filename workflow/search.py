@@ -57,7 +57,7 @@ def param_search(
     else:
         save_cases(cache, build_cases(Path(images_dir), Path(masks_dir), cfg))
     storage = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
-    study = search(cache, storage, trials=trials, timeout_minutes=minutes, jobs=jobs, seed=cfg.presegment.train.seed)
+    study = search(cache, storage, trials=trials, timeout_minutes=minutes, jobs=jobs, seed=cfg.presegment.train.seed, contour_sigma=cfg.size.contour_sigma)
     params, summary = best_params(study)
     write_json(out_dir / "best_params.json", params_document(params, {**summary, "images": len(load_cases(cache)), "storage": storage}))
     plot_progress(study, out_dir / "search.png")
