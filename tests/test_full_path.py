@@ -1,6 +1,8 @@
 """The full path end to end with tiny models trained by nucflow's own commands."""
 
 import json
+import logging
+import shutil
 
 import cv2
 import numpy as np
@@ -60,6 +62,18 @@ def test_full_predict_writes_labels_of_image_size(trained, tmp_path):
     assert not (tmp_path / "out" / "intermediate").exists()
     assert main(["predict", str(data / "images"), "-o", str(tmp_path / "o2"), "--full", "--model", str(root / "preseg" / "model"),
                  "--ensemble", str(tmp_path / "missing")]) == 2
+
+
+def test_an_ensemble_of_mixed_nucleus_sizes_is_a_one_line_error(trained, tmp_path, caplog):
+    root, data = trained
+    mixed = tmp_path / "mixed"
+    shutil.copytree(root / "unet" / "ensemble", mixed)
+    card = json.loads((mixed / "member-1" / "model.json").read_text())
+    (mixed / "member-1" / "model.json").write_text(json.dumps({**card, "target_diameter": 30.0}))
+    models = ["--model", str(root / "preseg" / "model"), "--ensemble", str(mixed)]
+    assert main(["predict", str(data / "images"), "-o", str(tmp_path / "out"), "--full", *models, *flags(TINY)]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "different nucleus sizes [20.0, 30.0]" in errors[-1] and "mixed" in errors[-1] and "\n" not in errors[-1]
 
 
 def test_param_search_writes_best_params_that_predict_reads(trained, tmp_path):
@@ -151,3 +165,23 @@ def test_full_path_zooms_only_when_the_nucleus_size_is_known():
     models.presegmenter.seen.clear()
     outputs = network_outputs(models, np.zeros((40, 30, 3), np.uint8), cfg, diameter=12.0)
     assert outputs.probability.shape == (80, 60) and models.presegmenter.seen == [(120, 90)]  # 2x to the target size, then 1.5x
+
+
+def test_unets_see_nuclei_at_their_own_training_size():
+    """A presegmenter trained at 24 px and U-Nets trained at 12 px: the U-Nets get the common image at half size, and their map comes back to it."""
+    from tests.test_presegment import SizeRecordingModel
+    from unet_ensemble.model import UNetArchitecture, build_unet
+    from workflow.config import load_config
+    from workflow.full import Models, network_outputs
+
+    cfg = load_config(overrides=["presegment.detect.zoom=1.0", "full.mrcnn_flips=[]", "full.mrcnn_scales=[1.0]"])
+    arch = UNetArchitecture(depth=3, decoder_channels=(16, 8, 8))
+    unet, seen = build_unet(arch).eval(), []
+    unet.register_forward_pre_hook(lambda module, inputs: seen.append(tuple(inputs[0].shape[-2:])))
+    card = {"architecture": arch.to_dict(), "target_diameter": 12.0}
+    outputs = network_outputs(Models(SizeRecordingModel(), 24.0, [(unet, card)], 12.0), np.zeros((40, 30, 3), np.uint8), cfg, diameter=12.0)
+    assert outputs.probability.shape == (80, 60)  # the common resolution: nuclei at 24 px
+    assert seen and all(shape[0] >= 40 and shape[1] >= 30 for shape in seen) and max(s[0] for s in seen) < 80  # the 40 x 30 image (padded), not 80 x 60
+    seen.clear()
+    network_outputs(Models(SizeRecordingModel(), 24.0, [(unet, card)]), np.zeros((40, 30, 3), np.uint8), cfg, diameter=12.0)
+    assert max(s[0] for s in seen) >= 80

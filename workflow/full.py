@@ -11,7 +11,7 @@ from torch import nn
 
 from postprocess.refine import RefineParams, merges_scales, refine
 from presegment.pipeline import estimate_diameter, segment_at_scale, zoom_for
-from unet_ensemble.predict import ensemble_maps
+from unet_ensemble.predict import EnsembleMaps, UNetPredictConfig, ensemble_maps
 from workflow.config import NucflowConfig
 from workflow.images import resize_image, scaled_shape, size_scale
 from workflow.labels import resize_labels
@@ -33,8 +33,9 @@ class Models:
     """The loaded networks of the full path."""
 
     presegmenter: nn.Module
-    target_diameter: float
+    target_diameter: float  # the presegmenter's nucleus size: the common resolution
     members: list[tuple[nn.Module, dict]]
+    unet_target_diameter: float | None = None  # the U-Nets' nucleus size when it differs (None: the same)
 
 
 def network_outputs(
@@ -50,11 +51,25 @@ def network_outputs(
         diameter = estimate_diameter(models.presegmenter, rgb8, detect, cfg.presegment.probe_scale)
     scale = size_scale(diameter, models.target_diameter, cfg.size.min_scale, cfg.size.max_scale)
     common = resize_image(rgb8, scaled_shape(rgb8.shape, scale))
-    maps = ensemble_maps(models.members, common, cfg.unet.predict)
+    maps = ensemble_at_own_scale(models, common, cfg.unet.predict)
     factors = cfg.full.mrcnn_scales if params is None or merges_scales(diameter, params) else cfg.full.mrcnn_scales[:1]
     voting, zoom = replace(detect, flips=cfg.full.mrcnn_flips), zoom_for(diameter, detect)
     scales = [segment_at_scale(models.presegmenter, common, factor * zoom, voting if k == 0 else detect) for k, factor in enumerate(factors)]
     return NetworkOutputs(scales, maps.foreground, diameter, models.target_diameter, maps.centerness)
+
+
+def ensemble_at_own_scale(models: Models, common: np.ndarray, cfg: UNetPredictConfig) -> EnsembleMaps:
+    """Ensemble maps of the common-resolution image, computed with nuclei at the U-Nets' own training
+    size (a presegmenter and an ensemble trained at different sizes still work together)."""
+    ratio = (models.unet_target_diameter or models.target_diameter) / models.target_diameter
+    if abs(ratio - 1.0) < 1e-3:
+        return ensemble_maps(models.members, common, cfg)
+    maps = ensemble_maps(models.members, resize_image(common, scaled_shape(common.shape, ratio)), cfg)
+
+    def back(values: np.ndarray) -> np.ndarray:
+        return np.clip(resize_image(values, common.shape[:2]), 0, 1)
+
+    return EnsembleMaps(back(maps.foreground), None if maps.centerness is None else back(maps.centerness))
 
 
 def refined_labels(outputs: NetworkOutputs, params: RefineParams, shape: tuple[int, int], contour_sigma: float = 0.0) -> np.ndarray:

@@ -104,7 +104,10 @@ def load_full_models(cfg: NucflowConfig):
         model, card = load_presegmenter(cfg.presegment.backend, cfg.presegment.model, cfg.device)
         members = load_ensemble(cfg.unet.model, device_of(model))
     members = [(for_inference(member, cfg.channels_last), member_card) for member, member_card in members]
-    return Models(for_inference(model, cfg.channels_last), float(card["target_diameter"]), members)
+    sizes = {float(member_card["target_diameter"]) for _, member_card in members if "target_diameter" in member_card}
+    if len(sizes) > 1:
+        raise InputError(cfg.unet.model, f"the ensemble's members were trained at different nucleus sizes {sorted(sizes)}; use members of one size")
+    return Models(for_inference(model, cfg.channels_last), float(card["target_diameter"]), members, sizes.pop() if sizes else None)
 
 
 def full_segmenter(cfg: NucflowConfig) -> Segmenter:
