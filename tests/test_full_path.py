@@ -130,6 +130,16 @@ def test_warm_start_members_begin_from_the_previous_member(trained, tmp_path):
     torch.testing.assert_close(second.encoder.conv1.weight, first.encoder.conv1.weight)  # learning rate 0: unchanged start
 
 
+def test_a_presegmenter_fine_tuned_from_a_model_says_so_in_its_card(trained, tmp_path):
+    root, data = trained
+    source = root / "preseg" / "model"
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "tuned"), "--start-from", str(source), *flags(TINY)]) == 0
+    card = json.loads((tmp_path / "tuned" / "model" / "model.json").read_text())
+    assert card["initialised_from"] == str(source) and card["initial_model"]["initialised_from"] == "random"
+    assert card["initial_model"]["training"]["iterations"] == 2 and card["initial_model"]["target_diameter"] == 20.0
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "bad"), "--start-from", str(tmp_path / "nowhere"), *flags(TINY)]) == 2
+
+
 def test_a_centerness_member_fine_tuned_from_a_member_feeds_the_full_path(trained, tmp_path):
     root, data = trained
     source = root / "unet" / "ensemble" / "member-0"

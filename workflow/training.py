@@ -46,7 +46,14 @@ def train_presegmenter(
         "input": {"format": "RGB uint8 (gray repeated, alpha dropped)", "stretch_percentiles": list(percentiles)},
         "training_data": {"folder": data_dir.name, "train_images": len(train_pairs), "val_images": len(val_pairs)},
     }
-    initial = load_model(start_from)[0].train() if start_from else None
+    initial = None
+    card["initialised_from"] = str(start_from) if start_from else "random"
+    if start_from:
+        if not Path(start_from).is_dir():
+            raise InputError(start_from, "--start-from: no such model folder")
+        initial, source_card = load_model(start_from)
+        initial.train()
+        card["initial_model"] = {key: source_card[key] for key in ("target_diameter", "training", "initialised_from") if key in source_card}
     device = resolve_device(cfg.device)
     log.info("training presegmenter %s on %d images (val %d) on %s", cfg.presegment.architecture.backbone, len(train_pairs), len(val_pairs), device)
     best = train_presegment_model(
