@@ -98,19 +98,26 @@ def search(
     jobs: int = 1,
     seed: int = 0,
     contour_sigma: float = 0.0,
+    starts: tuple[RefineParams, ...] = (RefineParams(),),
 ) -> optuna.Study:
     """Run (or resume) the study until `trials` more trials or the time limit, over `jobs` workers.
 
-    The reference defaults are the first trial of a new study, so the result is never worse;
-    it runs here before the workers start, since parallel workers may race for a queued trial.
+    Each of `starts` (the reference defaults; `param-search` adds the parameters in use) is
+    tried first unless the study has tried it, so the result is never worse than any of them;
+    they run here before the workers start, since parallel workers may race for a queued trial.
     """
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True)
-    if not study.trials and trials > 0:
+    if trials > 0:
         cases = load_cases(cache_path)
         space = search_space(cases)
-        study.enqueue_trial({name: value for name, value in RefineParams().to_dict().items() if name in space})
-        study.optimize(lambda trial: mean_dsb(cases, suggest(trial, space), contour_sigma), n_trials=1)
-        trials -= 1
+        tried = [trial.params for trial in study.trials]
+        for start in starts:
+            point = {name: value for name, value in start.to_dict().items() if name in space}
+            if trials > 0 and point not in tried:
+                study.enqueue_trial(point)
+                study.optimize(lambda trial: mean_dsb(cases, suggest(trial, space), contour_sigma), n_trials=1)
+                tried.append(point)
+                trials -= 1
     per_worker = [trials // jobs + (1 if k < trials % jobs else 0) for k in range(jobs)]
     timeout = timeout_minutes * 60 if timeout_minutes else None
     joblib.Parallel(n_jobs=jobs)(

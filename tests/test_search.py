@@ -60,6 +60,18 @@ def test_search_stores_resumes_and_reports(tmp_path):
     assert isinstance(optuna.load_study(study_name="nucflow-postprocess", storage=storage), optuna.Study)
 
 
+def test_search_tries_each_starting_point_once(tmp_path):
+    save_cases(tmp_path / "cache.pkl", cases())
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    in_use = RefineParams(dilate=2, prob_th=16, min_size=30, c_area=10)
+    study = search(tmp_path / "cache.pkl", storage, trials=3, jobs=1, starts=(RefineParams(), in_use))
+    assert [t.params["dilate"] for t in study.trials[:2]] == [RefineParams().dilate, 2]
+    assert study.trials[1].value == mean_dsb(cases(), in_use) and len(study.trials) == 3
+    study = search(tmp_path / "cache.pkl", storage, trials=2, jobs=1, starts=(RefineParams(), in_use))
+    assert len(study.trials) == 5 and sum(t.params == study.trials[1].params for t in study.trials) == 1  # not tried again
+    assert best_params(study)[1]["mean_dsb"] >= mean_dsb(cases(), in_use)
+
+
 def test_centerness_parameters_are_searched_only_with_centerness_maps(tmp_path):
     plain = cases()
     assert "add_th" not in search_space(plain)
