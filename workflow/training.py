@@ -32,6 +32,8 @@ def train_presegmenter(
     Writes `out_dir/config.json`, `out_dir/checkpoint.pt` and the best model in `out_dir/model/`.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if start_from and not Path(start_from).is_dir():
+        raise InputError(start_from, "--start-from: no such model folder")
     subsets = set(read_split(data_dir).values())
     if not {"train", "val"} <= subsets:
         raise InputError(data_dir, "needs a split.csv with 'train' and 'val' rows (image_id,subset)")
@@ -49,8 +51,6 @@ def train_presegmenter(
     initial = None
     card["initialised_from"] = str(start_from) if start_from else "random"
     if start_from:
-        if not Path(start_from).is_dir():
-            raise InputError(start_from, "--start-from: no such model folder")
         initial, source_card = load_model(start_from)
         initial.train()
         card["initial_model"] = {key: source_card[key] for key in ("target_diameter", "training", "initialised_from") if key in source_card}
