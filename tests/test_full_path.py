@@ -133,8 +133,10 @@ def test_warm_start_members_begin_from_the_previous_member(trained, tmp_path):
 def test_a_presegmenter_fine_tuned_from_a_model_says_so_in_its_card(trained, tmp_path):
     root, data = trained
     source = root / "preseg" / "model"
-    assert main(["train-presegment", str(data), "-o", str(tmp_path / "tuned"), "--start-from", str(source), *flags(TINY)]) == 0
+    other_size = ["--set", "size.target_diameter=30"]  # fine-tuning keeps the model's own nucleus size
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "tuned"), "--start-from", str(source), *flags(TINY), *other_size]) == 0
     card = json.loads((tmp_path / "tuned" / "model" / "model.json").read_text())
+    assert card["target_diameter"] == 20.0
     assert card["initialised_from"] == str(source) and card["initial_model"]["initialised_from"] == "random"
     assert card["initial_model"]["training"]["iterations"] == 2 and card["initial_model"]["target_diameter"] == 20.0
     assert main(["train-presegment", str(data), "-o", str(tmp_path / "bad"), "--start-from", str(tmp_path / "nowhere"), *flags(TINY)]) == 2
@@ -145,9 +147,10 @@ def test_a_centerness_member_fine_tuned_from_a_member_feeds_the_full_path(traine
     source = root / "unet" / "ensemble" / "member-0"
     tune = ["unet.architecture.centerness=true", f"unet.start_from={source}", "unet.sigmas=[0]", "unet.seeds=[0]",
             "unet.train.learning_rate=0", "unet.train.iterations=1", "unet.train.val_every=1"]
-    assert main(["train-unet", str(data), "-o", str(tmp_path / "tuned"), *flags(TINY), *flags(tune)]) == 0
+    assert main(["train-unet", str(data), "-o", str(tmp_path / "tuned"), *flags(TINY), *flags(tune), "--set", "size.target_diameter=30"]) == 0
     member = tmp_path / "tuned" / "ensemble" / "member-0"
     card = json.loads((member / "model.json").read_text())
+    assert card["target_diameter"] == 20.0  # the starting member's nucleus size, not the configured 30
     assert card["initialised_from"] == str(source) and card["architecture"]["centerness"] is True and "centre_iou" in card["validation"]
     torch.testing.assert_close(load_member(member)[0].encoder.conv1.weight, load_member(source)[0].encoder.conv1.weight)
     out = tmp_path / "out"

@@ -15,6 +15,7 @@ from unet_ensemble.storage import load_member
 from unet_ensemble.train import train_member
 from workflow.config import NucflowConfig
 from workflow.files import InputError
+from workflow.modelfiles import CARD, read_card
 from workflow.runtime import device_name, resolve_device
 from workflow.evaluate import score_segmenter
 from workflow.metrics import mean_scores
@@ -22,6 +23,19 @@ from workflow.predict import fast_segmenter
 from workflow.training_data import load_annotated, read_split
 
 log = logging.getLogger(__name__)
+
+
+def training_size(cfg: NucflowConfig, start_from: str | os.PathLike | None, option: str) -> float:
+    """The nucleus size to train at: a model fine-tuned from `start_from` keeps its own (from its
+    card; ensembles and the full path need one size), a new one gets `size.target_diameter`."""
+    if not start_from:
+        return cfg.size.target_diameter
+    if not (Path(start_from) / CARD).is_file():
+        raise InputError(start_from, f"{option}: not a nucflow model folder")
+    size = float(read_card(start_from)["target_diameter"])
+    if size != cfg.size.target_diameter:
+        log.info("fine-tuning at the starting model's nucleus size, %g px (not size.target_diameter %g)", size, cfg.size.target_diameter)
+    return size
 
 
 def train_presegmenter(
@@ -32,12 +46,10 @@ def train_presegmenter(
     Writes `out_dir/config.json`, `out_dir/checkpoint.pt` and the best model in `out_dir/model/`.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    if start_from and not Path(start_from).is_dir():
-        raise InputError(start_from, "--start-from: no such model folder")
+    target = training_size(cfg, start_from, "--start-from")
     subsets = set(read_split(data_dir).values())
     if not {"train", "val"} <= subsets:
         raise InputError(data_dir, "needs a split.csv with 'train' and 'val' rows (image_id,subset)")
-    target = cfg.size.target_diameter
     percentiles = cfg.input.stretch_percentiles
     train_pairs, _ = load_annotated(data_dir, "train", target, percentiles)
     val_pairs, _ = load_annotated(data_dir, "val", target, percentiles)
@@ -83,11 +95,8 @@ def _starting_member(cfg: NucflowConfig, out_dir: Path, index: int) -> tuple[Pat
     card: `unet.start_from` for the first, the previous member with `unet.warm_start`, else
     none (random initialisation).
     """
-    if index == 0 and cfg.unet.start_from:
-        source = Path(cfg.unet.start_from)
-        if not source.is_dir():
-            raise InputError(source, "unet.start_from: no such member folder")
-        return source, str(source)
+    if index == 0 and cfg.unet.start_from:  # checked by `training_size`
+        return Path(cfg.unet.start_from), str(cfg.unet.start_from)
     if cfg.unet.warm_start and index > 0:
         return out_dir / f"member-{index - 1}" / "model", f"member-{index - 1}"
     return None, "random"
@@ -100,10 +109,10 @@ def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if len(cfg.unet.sigmas) != len(cfg.unet.seeds):
         raise InputError(None, f"unet.sigmas ({len(cfg.unet.sigmas)}) and unet.seeds ({len(cfg.unet.seeds)}) must pair up")
+    target = training_size(cfg, cfg.unet.start_from, "unet.start_from")
     subsets = set(read_split(data_dir).values())
     if not {"train", "val"} <= subsets:
         raise InputError(data_dir, "needs a split.csv with 'train' and 'val' rows (image_id,subset)")
-    target = cfg.size.target_diameter
     train_pairs, _ = load_annotated(data_dir, "train", target, cfg.input.stretch_percentiles)
     val_pairs, _ = load_annotated(data_dir, "val", target, cfg.input.stretch_percentiles)
     out_dir.mkdir(parents=True, exist_ok=True)
