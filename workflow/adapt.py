@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from presegment.model import Architecture
-from presegment.storage import DEFAULT_MODEL, load_model, read_card
+from presegment.storage import DEFAULT_MODEL, load_model
 from presegment.train import train as train_presegment_model
 from postprocess.params import DEFAULT_PARAMS
 from style_transfer.pix2pix import load_generator, save_generator, synthesize, train_pix2pix
@@ -41,6 +41,7 @@ from workflow.images import read_image, to_rgb8
 from workflow.labels import read_labels, write_labels
 from workflow.measure import write_png
 from workflow.runtime import resolve_device
+from workflow.training import training_size
 from workflow.training_data import Pair, find_mask, load_pair, normalise_pair
 
 log = logging.getLogger(__name__)
@@ -125,9 +126,7 @@ def train_on_images(
 
 def target_diameter(cfg: NucflowConfig) -> float:
     """The nucleus size of the models being trained: the starting presegmenter's, or the configured one from scratch."""
-    if cfg.adapt.from_scratch:
-        return cfg.size.target_diameter
-    return float(read_card(cfg.presegment.model or DEFAULT_MODEL)["target_diameter"])
+    return training_size(cfg, None if cfg.adapt.from_scratch else cfg.presegment.model or DEFAULT_MODEL, "--model")
 
 
 @dataclass
