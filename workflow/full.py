@@ -65,11 +65,13 @@ def ensemble_at_own_scale(models: Models, common: np.ndarray, cfg: UNetPredictCo
     if abs(ratio - 1.0) < 1e-3:
         return ensemble_maps(models.members, common, cfg)
     maps = ensemble_maps(models.members, resize_image(common, scaled_shape(common.shape, ratio)), cfg)
+    shape = common.shape[:2]
+    return EnsembleMaps(resize_map(maps.foreground, shape), None if maps.centerness is None else resize_map(maps.centerness, shape))
 
-    def back(values: np.ndarray) -> np.ndarray:
-        return np.clip(resize_image(values, common.shape[:2]), 0, 1)
 
-    return EnsembleMaps(back(maps.foreground), None if maps.centerness is None else back(maps.centerness))
+def resize_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A [0, 1] network map resized to `shape` (linear interpolation, kept within [0, 1])."""
+    return np.clip(resize_image(values.astype(np.float32), shape), 0, 1)
 
 
 def refined_labels(outputs: NetworkOutputs, params: RefineParams, shape: tuple[int, int], contour_sigma: float = 0.0) -> np.ndarray:
@@ -81,9 +83,9 @@ def refined_labels(outputs: NetworkOutputs, params: RefineParams, shape: tuple[i
 
 def intermediate_maps(outputs: NetworkOutputs, mrcnn_scales: tuple[float, ...], shape: tuple[int, int]) -> dict[str, np.ndarray]:
     """The ensemble's foreground probability (and centerness) and each computed Mask R-CNN scale's labels, at the image's `shape`."""
-    maps = {"probability": np.clip(resize_image(outputs.probability.astype(np.float32), shape), 0, 1)}
+    maps = {"probability": resize_map(outputs.probability, shape)}
     if outputs.centerness is not None:
-        maps["centerness"] = np.clip(resize_image(outputs.centerness.astype(np.float32), shape), 0, 1)
+        maps["centerness"] = resize_map(outputs.centerness, shape)
     for factor, labels in zip(mrcnn_scales, outputs.scales):
         maps[f"mrcnn_x{factor:g}"] = resize_labels(labels, shape)
     return maps
