@@ -140,6 +140,9 @@ def test_a_presegmenter_fine_tuned_from_a_model_says_so_in_its_card(trained, tmp
     assert card["initialised_from"] == str(source) and card["initial_model"]["initialised_from"] == "random"
     assert card["initial_model"]["training"]["iterations"] == 2 and card["initial_model"]["target_diameter"] == 20.0
     assert main(["train-presegment", str(data), "-o", str(tmp_path / "bad"), "--start-from", str(tmp_path / "nowhere"), *flags(TINY)]) == 2
+    moved = ["--set", "size.fine_tune_at_target=true"]  # asked for explicitly: fine-tuned at the configured size
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "moved"), "--start-from", str(source), *flags(TINY), *other_size, *moved]) == 0
+    assert json.loads((tmp_path / "moved" / "model" / "model.json").read_text())["target_diameter"] == 30.0
 
 
 def test_a_centerness_member_fine_tuned_from_a_member_feeds_the_full_path(trained, tmp_path):

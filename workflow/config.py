@@ -46,6 +46,7 @@ class SizeConfig:
     min_scale: float = 0.1
     max_scale: float = 8.0
     contour_sigma: float = 1.5  # px of the size-normalised image: outlines smoothed as labels return to the image's size; 0 = none
+    fine_tune_at_target: bool = False  # fine-tuning trains at target_diameter, not at the starting model's own size
 
 
 @dataclass

@@ -27,12 +27,16 @@ log = logging.getLogger(__name__)
 
 def training_size(cfg: NucflowConfig, start_from: str | os.PathLike | None, option: str) -> float:
     """The nucleus size to train at: a model fine-tuned from `start_from` keeps its own (from its
-    card; ensembles and the full path need one size), a new one gets `size.target_diameter`."""
+    card; ensembles and the full path need one size) unless `size.fine_tune_at_target` asks to move
+    it; a new one gets `size.target_diameter`."""
     if not start_from:
         return cfg.size.target_diameter
     if not (Path(start_from) / CARD).is_file():
         raise InputError(start_from, f"{option}: not a nucflow model folder")
     size = float(read_card(start_from)["target_diameter"])
+    if cfg.size.fine_tune_at_target:
+        log.info("fine-tuning a %g px model at size.target_diameter %g px", size, cfg.size.target_diameter)
+        return cfg.size.target_diameter
     if size != cfg.size.target_diameter:
         log.info("fine-tuning at the starting model's nucleus size, %g px (not size.target_diameter %g)", size, cfg.size.target_diameter)
     return size
