@@ -7,9 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
+from presegment.storage import DEFAULT_MODEL
 from tests.synthetic import disks
+from unet_ensemble.storage import load_ensemble
 from workflow.cli import main
 from workflow.labels import read_labels, write_labels
+from workflow.modelfiles import read_card
 
 TINY = [
     "device=cpu", "cluster.k=2", "synthetic.size=128",
@@ -61,6 +64,10 @@ def test_train_on_unlabeled_images_then_predict_with_the_models(tmp_path):
     card = json.loads((models / "presegment" / "model.json").read_text())
     assert card["initialised_from"].endswith("default") and card["training"]["iterations"] == 2
     assert sorted(p.name for p in (models / "unet").iterdir()) == ["member-0", "member-1", "member-2"]
+    # each network is fine-tuned at its starting model's nucleus size (the shipped ones differ)
+    assert card["target_diameter"] == read_card(DEFAULT_MODEL)["target_diameter"]
+    shipped_unet_size = {c["target_diameter"] for _, c in load_ensemble(None)}
+    assert {json.loads((models / "unet" / f"member-{k}" / "model.json").read_text())["target_diameter"] for k in range(3)} == shipped_unet_size
     assert json.loads((models / "params.json").read_text())["params"]
 
     generator_weights = run / "pix2pix" / "cluster-0" / "weights.safetensors"

@@ -234,7 +234,8 @@ def split_pairs(pairs: list[Pair], val_dir: str | os.PathLike | None, cfg: Nucfl
 
 
 def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: NucflowConfig, target: float) -> None:
-    """Each U-Net member, fine-tuned from the starting ensemble (or new), into RUN/models/unet/member-<i>."""
+    """Each U-Net member, fine-tuned from the starting ensemble at its own nucleus size (or new, at
+    `target`), into RUN/models/unet/member-<i>."""
     if not train:
         raise InputError(run.root, "no training pairs for the U-Nets: run the masks, pix2pix and synthesize stages, or give --masks")
     device = resolve_device(cfg.device)
@@ -246,6 +247,11 @@ def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: Nuc
         folder = Path(cfg.unet.model or DEFAULT_ENSEMBLE)
         starts = [(model, UNetArchitecture.from_dict(card["architecture"]), card["target_sigma"], card["seed"], str(folder / f"member-{i}"))
                   for i, (model, card) in enumerate(load_ensemble(folder, device))]
+        own = training_size(cfg, starts[0][4], "--ensemble")  # the ensemble may be trained at another size than the presegmenter
+        if own != target:
+            log.info("stage unet: the ensemble's nuclei are %g px; training pairs rescaled from %g px", own, target)
+            train, val = [normalise_pair(*pair, own) for pair in train], [normalise_pair(*pair, own) for pair in val]
+            target = own
     for index, (model, arch, sigma, seed, origin) in enumerate(starts):
         log.info("stage unet: member %d/%d from %s", index + 1, len(starts), origin)
         member_dir = run.root / "unet" / f"member-{index}"
