@@ -247,7 +247,8 @@ def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: Nuc
         folder = Path(cfg.unet.model or DEFAULT_ENSEMBLE)
         starts = [(model, UNetArchitecture.from_dict(card["architecture"]), card["target_sigma"], card["seed"], str(folder / f"member-{i}"))
                   for i, (model, card) in enumerate(load_ensemble(folder, device))]
-        own = training_size(cfg, starts[0][4], "--ensemble")  # the ensemble may be trained at another size than the presegmenter
+        first_member = starts[0][4]
+        own = training_size(cfg, first_member, "--ensemble")  # the ensemble may be trained at another size than the presegmenter
         if own != target:
             log.info("stage unet: the ensemble's nuclei are %g px; training pairs rescaled from %g px", own, target)
             train, val = [normalise_pair(*pair, own) for pair in train], [normalise_pair(*pair, own) for pair in val]
