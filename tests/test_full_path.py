@@ -130,7 +130,7 @@ def test_warm_start_members_begin_from_the_previous_member(trained, tmp_path):
     torch.testing.assert_close(second.encoder.conv1.weight, first.encoder.conv1.weight)  # learning rate 0: unchanged start
 
 
-def test_a_presegmenter_fine_tuned_from_a_model_says_so_in_its_card(trained, tmp_path):
+def test_a_presegmenter_fine_tuned_from_a_model_says_so_in_its_card(trained, tmp_path, caplog):
     root, data = trained
     source = root / "preseg" / "model"
     other_size = ["--set", "size.target_diameter=30"]  # fine-tuning keeps the model's own nucleus size
@@ -140,12 +140,15 @@ def test_a_presegmenter_fine_tuned_from_a_model_says_so_in_its_card(trained, tmp
     assert card["initialised_from"] == str(source) and card["initial_model"]["initialised_from"] == "random"
     assert card["initial_model"]["training"]["iterations"] == 2 and card["initial_model"]["target_diameter"] == 20.0
     assert main(["train-presegment", str(data), "-o", str(tmp_path / "bad"), "--start-from", str(tmp_path / "nowhere"), *flags(TINY)]) == 2
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "tuned"), *flags(TINY)]) == 2  # resumed without its start
+    assert f"started from {source.resolve()} at 20 px" in caplog.text and card == json.loads((tmp_path / "tuned" / "model" / "model.json").read_text())
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "tuned"), "--start-from", str(source), *flags(TINY)]) == 0
     moved = ["--set", "size.fine_tune_at_target=true"]  # asked for explicitly: fine-tuned at the configured size
     assert main(["train-presegment", str(data), "-o", str(tmp_path / "moved"), "--start-from", str(source), *flags(TINY), *other_size, *moved]) == 0
     assert json.loads((tmp_path / "moved" / "model" / "model.json").read_text())["target_diameter"] == 30.0
 
 
-def test_a_centerness_member_fine_tuned_from_a_member_feeds_the_full_path(trained, tmp_path):
+def test_a_centerness_member_fine_tuned_from_a_member_feeds_the_full_path(trained, tmp_path, caplog):
     root, data = trained
     source = root / "unet" / "ensemble" / "member-0"
     tune = ["unet.architecture.centerness=true", f"unet.start_from={source}", "unet.sigmas=[0]", "unet.seeds=[0]",
@@ -165,6 +168,10 @@ def test_a_centerness_member_fine_tuned_from_a_member_feeds_the_full_path(traine
     assert read_labels(out / "labels" / "im0.tif").shape == (96, 96)
     missing = [f"unet.start_from={tmp_path / 'nowhere'}"]
     assert main(["train-unet", str(data), "-o", str(tmp_path / "bad"), *flags(TINY), *flags(tune), *flags(missing)]) == 2
+    unstarted = [t for t in tune if not t.startswith("unet.start_from")]
+    assert main(["train-unet", str(data), "-o", str(tmp_path / "tuned"), *flags(TINY), *flags(unstarted)]) == 2  # resumed without its start
+    assert "started from" in caplog.text
+    assert json.loads((member / "model.json").read_text()) == card
 
 
 def test_full_path_zooms_only_when_the_nucleus_size_is_known():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -14,7 +15,7 @@ from unet_ensemble.model import build_unet, transfer_weights
 from unet_ensemble.storage import load_member
 from unet_ensemble.train import train_member
 from workflow.config import NucflowConfig
-from workflow.files import InputError
+from workflow.files import InputError, write_json
 from workflow.modelfiles import CARD, read_card
 from workflow.runtime import device_name, resolve_device
 from workflow.evaluate import score_segmenter
@@ -42,6 +43,28 @@ def training_size(cfg: NucflowConfig, start_from: str | os.PathLike | None, opti
     return size
 
 
+RUN_ORIGIN = "origin.json"
+
+
+def check_run_origin(out_dir: Path, start_from: str | os.PathLike | None, target: float, resume: bool) -> None:
+    """Record in the run folder what the run starts from and its nucleus size, and refuse to resume a
+    checkpoint under other ones (the model card would name the wrong start and the run would change size)."""
+    origin = {"start_from": str(Path(start_from).resolve()) if start_from else None, "target_diameter": float(target)}
+    path = out_dir / RUN_ORIGIN
+    if resume and path.is_file() and any(out_dir.rglob("checkpoint.pt")):
+        recorded = json.loads(path.read_text())
+        if recorded != origin:
+            raise InputError(path, f"this run started from {_describe(recorded)}, this call asks for {_describe(origin)}; "
+                             "resume with the same start and size, or train into a new folder (or pass --restart)")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(path, origin)
+
+
+def _describe(origin: dict) -> str:
+    return f"{origin['start_from'] or 'random weights'} at {origin['target_diameter']:g} px nuclei"
+
+
 def train_presegmenter(
     data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: NucflowConfig, resume: bool = True, start_from: str | None = None
 ) -> dict:
@@ -57,7 +80,7 @@ def train_presegmenter(
     percentiles = cfg.input.stretch_percentiles
     train_pairs, _ = load_annotated(data_dir, "train", target, percentiles)
     val_pairs, _ = load_annotated(data_dir, "val", target, percentiles)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_run_origin(out_dir, start_from, target, resume)
     cfg.save(out_dir)
     card = {
         "target_diameter": target,
@@ -119,7 +142,7 @@ def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
         raise InputError(data_dir, "needs a split.csv with 'train' and 'val' rows (image_id,subset)")
     train_pairs, _ = load_annotated(data_dir, "train", target, cfg.input.stretch_percentiles)
     val_pairs, _ = load_annotated(data_dir, "val", target, cfg.input.stretch_percentiles)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_run_origin(out_dir, cfg.unet.start_from, target, resume)
     cfg.save(out_dir)
     card = {"target_diameter": target, "training_data": {"folder": data_dir.name, "train_images": len(train_pairs), "val_images": len(val_pairs)}}
     device, results = resolve_device(cfg.device), []
