@@ -158,6 +158,7 @@ def test_a_centerness_member_fine_tuned_from_a_member_feeds_the_full_path(traine
     card = json.loads((member / "model.json").read_text())
     assert card["target_diameter"] == 20.0  # the starting member's nucleus size, not the configured 30
     assert card["initialised_from"] == str(source) and card["architecture"]["centerness"] is True and "centre_iou" in card["validation"]
+    assert card["initial_model"]["training"] == json.loads((source / "model.json").read_text())["training"]
     torch.testing.assert_close(load_member(member)[0].encoder.conv1.weight, load_member(source)[0].encoder.conv1.weight)
     out = tmp_path / "out"
     adding = params_file(tmp_path / "add.json", add_th=0.5)

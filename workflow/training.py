@@ -43,6 +43,11 @@ def training_size(cfg: NucflowConfig, start_from: str | os.PathLike | None, opti
     return size
 
 
+def initial_model_summary(card: dict) -> dict:
+    """What a fine-tuned model's card keeps of its starting model's card (that folder may later be replaced)."""
+    return {key: card[key] for key in ("target_diameter", "training", "validation", "initialised_from") if key in card}
+
+
 RUN_ORIGIN = "origin.json"
 
 
@@ -92,7 +97,7 @@ def train_presegmenter(
     if start_from:
         initial, source_card = load_model(start_from)
         initial.train()
-        card["initial_model"] = {key: source_card[key] for key in ("target_diameter", "training", "initialised_from") if key in source_card}
+        card["initial_model"] = initial_model_summary(source_card)
     device = resolve_device(cfg.device)
     log.info("training presegmenter %s on %d images (val %d) on %s", cfg.presegment.architecture.backbone, len(train_pairs), len(val_pairs), device)
     best = train_presegment_model(
@@ -150,11 +155,12 @@ def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
         member_dir = out_dir / f"member-{index}"
         log.info("training U-Net member %d/%d (target sigma %.1f, seed %d) on %s", index + 1, len(cfg.unet.seeds), sigma, seed, device)
         source, origin = _starting_member(cfg, out_dir, index)
-        start = None
+        start, member_card = None, {**card, "initialised_from": origin}
         if source is not None:
-            start = transfer_weights(load_member(source, device)[0], build_unet(cfg.unet.architecture)).to(device).train()
+            source_model, source_card = load_member(source, device)
+            start = transfer_weights(source_model, build_unet(cfg.unet.architecture)).to(device).train()
             log.info("member %d starts from the weights of %s", index + 1, source)
-        member_card = {**card, "initialised_from": origin}
+            member_card["initial_model"] = initial_model_summary(source_card)
         results.append(train_member(train_pairs, val_pairs, cfg.unet.architecture, cfg.unet.train, sigma, seed, member_dir, member_card, device, resume, start))
         ensemble_member = out_dir / "ensemble" / f"member-{index}"
         if ensemble_member.exists():
