@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from presegment.storage import DEFAULT_MODEL
 from tests.synthetic import disks
-from unet_ensemble.storage import load_ensemble
+from unet_ensemble.storage import DEFAULT_ENSEMBLE
 from workflow.cli import main
 from workflow.labels import read_labels, write_labels
 from workflow.modelfiles import read_card
@@ -47,7 +48,13 @@ def overrides():
 def test_train_on_unlabeled_images_then_predict_with_the_models(tmp_path):
     images, run = tmp_path / "images", tmp_path / "run"
     two_styles(images)
-    assert main(["train", str(images), "-o", str(run), *overrides()]) == 0
+    ensemble = tmp_path / "ensemble"  # the shipped members, declared at a nucleus size other than the presegmenter's
+    shutil.copytree(DEFAULT_ENSEMBLE, ensemble)
+    for card_path in ensemble.glob("*/model.json"):
+        card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "target_diameter": 32.0}))
+    assert read_card(DEFAULT_MODEL)["target_diameter"] != 32.0
+    train = ["train", str(images), "-o", str(run), "--ensemble", str(ensemble), *overrides()]
+    assert main(train) == 0
 
     assert len(list((run / "presegment" / "labels").glob("*.tif"))) == 4
     with (run / "clusters" / "clusters.csv").open() as handle:
@@ -64,15 +71,14 @@ def test_train_on_unlabeled_images_then_predict_with_the_models(tmp_path):
     card = json.loads((models / "presegment" / "model.json").read_text())
     assert card["initialised_from"].endswith("default") and card["training"]["iterations"] == 2
     assert sorted(p.name for p in (models / "unet").iterdir()) == ["member-0", "member-1", "member-2"]
-    # each network is fine-tuned at its starting model's nucleus size (the shipped ones differ)
+    # each network is fine-tuned at its starting model's nucleus size (here they differ)
     assert card["target_diameter"] == read_card(DEFAULT_MODEL)["target_diameter"]
-    shipped_unet_size = {c["target_diameter"] for _, c in load_ensemble(None)}
-    assert {json.loads((models / "unet" / f"member-{k}" / "model.json").read_text())["target_diameter"] for k in range(3)} == shipped_unet_size
+    assert {json.loads((models / "unet" / f"member-{k}" / "model.json").read_text())["target_diameter"] for k in range(3)} == {32.0}
     assert json.loads((models / "params.json").read_text())["params"]
 
     generator_weights = run / "pix2pix" / "cluster-0" / "weights.safetensors"
     stamp = generator_weights.stat().st_mtime_ns
-    assert main(["train", str(images), "-o", str(run), *overrides()]) == 0  # a rerun redoes nothing finished
+    assert main(train) == 0  # a rerun redoes nothing finished
     assert generator_weights.stat().st_mtime_ns == stamp
 
     out = tmp_path / "out"
