@@ -43,6 +43,12 @@ def training_size(cfg: NucflowConfig, start_from: str | os.PathLike | None, opti
     return size
 
 
+def require_train_and_val(data_dir: Path) -> None:
+    """A one-line error unless `data_dir/split.csv` names both train and val images."""
+    if not {"train", "val"} <= set(read_split(data_dir).values()):
+        raise InputError(data_dir, "needs a split.csv with 'train' and 'val' rows (image_id,subset)")
+
+
 def initial_model_summary(card: dict) -> dict:
     """What a fine-tuned model's card keeps of its starting model's card (that folder may later be replaced)."""
     return {key: card[key] for key in ("target_diameter", "training", "validation", "initialised_from") if key in card}
@@ -79,13 +85,11 @@ def train_presegmenter(
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     target = training_size(cfg, start_from, "--start-from")
-    subsets = set(read_split(data_dir).values())
-    if not {"train", "val"} <= subsets:
-        raise InputError(data_dir, "needs a split.csv with 'train' and 'val' rows (image_id,subset)")
+    require_train_and_val(data_dir)
+    check_run_origin(out_dir, start_from, target, resume)  # before the slow data loading
     percentiles = cfg.input.stretch_percentiles
     train_pairs, _ = load_annotated(data_dir, "train", target, percentiles)
     val_pairs, _ = load_annotated(data_dir, "val", target, percentiles)
-    check_run_origin(out_dir, start_from, target, resume)
     cfg.save(out_dir)
     card = {
         "target_diameter": target,
@@ -142,12 +146,10 @@ def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
     if len(cfg.unet.sigmas) != len(cfg.unet.seeds):
         raise InputError(None, f"unet.sigmas ({len(cfg.unet.sigmas)}) and unet.seeds ({len(cfg.unet.seeds)}) must pair up")
     target = training_size(cfg, cfg.unet.start_from, "unet.start_from")
-    subsets = set(read_split(data_dir).values())
-    if not {"train", "val"} <= subsets:
-        raise InputError(data_dir, "needs a split.csv with 'train' and 'val' rows (image_id,subset)")
+    require_train_and_val(data_dir)
+    check_run_origin(out_dir, cfg.unet.start_from, target, resume)  # before the slow data loading
     train_pairs, _ = load_annotated(data_dir, "train", target, cfg.input.stretch_percentiles)
     val_pairs, _ = load_annotated(data_dir, "val", target, cfg.input.stretch_percentiles)
-    check_run_origin(out_dir, cfg.unet.start_from, target, resume)
     cfg.save(out_dir)
     card = {"target_diameter": target, "training_data": {"folder": data_dir.name, "train_images": len(train_pairs), "val_images": len(val_pairs)}}
     device, results = resolve_device(cfg.device), []
