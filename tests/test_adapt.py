@@ -80,6 +80,7 @@ def test_train_on_unlabeled_images_then_predict_with_the_models(tmp_path):
     stamp = generator_weights.stat().st_mtime_ns
     assert main(train) == 0  # a rerun redoes nothing finished
     assert generator_weights.stat().st_mtime_ns == stamp
+    assert main(["train", str(images), "-o", str(run), *overrides()]) == 2  # resumed from another ensemble: refused
 
     out = tmp_path / "out"
     assert main(["predict", str(images), "-o", str(out), "--full", "--models", str(models), "--set", "device=cpu"]) == 0

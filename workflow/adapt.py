@@ -41,7 +41,7 @@ from workflow.images import read_image, to_rgb8
 from workflow.labels import read_labels, write_labels
 from workflow.measure import write_png
 from workflow.runtime import resolve_device
-from workflow.training import training_size
+from workflow.training import check_run_origin, training_size
 from workflow.training_data import Pair, find_mask, load_pair, normalise_pair
 
 log = logging.getLogger(__name__)
@@ -253,6 +253,7 @@ def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: Nuc
             log.info("stage unet: the ensemble's nuclei are %g px; training pairs rescaled from %g px", own, target)
             train, val = [normalise_pair(*pair, own) for pair in train], [normalise_pair(*pair, own) for pair in val]
             target = own
+    check_run_origin(run.root / "unet", None if cfg.adapt.from_scratch else folder, target, resume=True)
     for index, (model, arch, sigma, seed, origin) in enumerate(starts):
         log.info("stage unet: member %d/%d from %s", index + 1, len(starts), origin)
         member_dir = run.root / "unet" / f"member-{index}"
@@ -276,6 +277,7 @@ def fine_tune_presegmenter(train: list[Pair], val: list[Pair], run: RunLayout, c
     log.info("stage presegmenter: %s on %d pairs", "training from scratch" if start is None else "fine-tuning", len(train))
     card = {"target_diameter": target, "initialised_from": "random" if start is None else str(cfg.presegment.model or DEFAULT_MODEL),
             "training_data": {"train_pairs": len(train), "val_pairs": len(val)}}
+    check_run_origin(run.root / "presegmenter", None if start is None else cfg.presegment.model or DEFAULT_MODEL, target, resume=True)
     train_presegment_model(train, val, arch, settings, run.root / "presegmenter", card, device, True, start)
     publish(run.root / "presegmenter" / "model", run.models / "presegment")
 

@@ -66,7 +66,7 @@ def check_run_origin(out_dir: Path, start_from: str | os.PathLike | None, target
         recorded = json.loads(path.read_text())
         if recorded != origin:
             raise InputError(path, f"this run started from {_describe(recorded)}, this call asks for {_describe(origin)}; "
-                             "resume with the same start and size, or train into a new folder (or pass --restart)")
+                             "resume with the same start and size, or train into a new folder")
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, origin)
