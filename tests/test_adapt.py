@@ -70,10 +70,14 @@ def test_train_on_unlabeled_images_then_predict_with_the_models(tmp_path):
     models = run / "models"
     card = json.loads((models / "presegment" / "model.json").read_text())
     assert card["initialised_from"].endswith("default") and card["training"]["iterations"] == 2
+    assert card["initial_model"]["training"] == read_card(DEFAULT_MODEL)["training"]  # kept should the start be replaced
     assert sorted(p.name for p in (models / "unet").iterdir()) == ["member-0", "member-1", "member-2"]
     # each network is fine-tuned at its starting model's nucleus size (here they differ)
     assert card["target_diameter"] == read_card(DEFAULT_MODEL)["target_diameter"]
-    assert {json.loads((models / "unet" / f"member-{k}" / "model.json").read_text())["target_diameter"] for k in range(3)} == {32.0}
+    member_cards = [json.loads((models / "unet" / f"member-{k}" / "model.json").read_text()) for k in range(3)]
+    assert {member_card["target_diameter"] for member_card in member_cards} == {32.0}
+    for k, member_card in enumerate(member_cards):
+        assert member_card["initial_model"]["training"] == read_card(ensemble / f"member-{k}")["training"]
     assert json.loads((models / "params.json").read_text())["params"]
 
     generator_weights = run / "pix2pix" / "cluster-0" / "weights.safetensors"

@@ -41,7 +41,7 @@ from workflow.images import read_image, to_rgb8
 from workflow.labels import read_labels, write_labels
 from workflow.measure import write_png
 from workflow.runtime import resolve_device
-from workflow.training import check_run_origin, training_size
+from workflow.training import check_run_origin, initial_model_summary, training_size
 from workflow.training_data import Pair, find_mask, load_pair, normalise_pair
 
 log = logging.getLogger(__name__)
@@ -242,11 +242,11 @@ def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: Nuc
     settings = replace(cfg.unet.train, iterations=cfg.adapt.unet_iterations, val_every=min(cfg.unet.train.val_every, cfg.adapt.unet_iterations))
     if cfg.adapt.from_scratch:
         arch = cfg.unet.architecture
-        starts = [(build_unet(arch), arch, sigma, seed, "random") for sigma, seed in zip(cfg.unet.sigmas, cfg.unet.seeds)]
+        starts = [(build_unet(arch), arch, sigma, seed, "random", None) for sigma, seed in zip(cfg.unet.sigmas, cfg.unet.seeds)]
     else:
         folder = Path(cfg.unet.model or DEFAULT_ENSEMBLE)
-        starts = [(model, UNetArchitecture.from_dict(card["architecture"]), card["target_sigma"], card["seed"], str(folder / f"member-{i}"))
-                  for i, (model, card) in enumerate(load_ensemble(folder, device))]
+        starts = [(model, UNetArchitecture.from_dict(card["architecture"]), card["target_sigma"], card["seed"], str(folder / f"member-{i}"),
+                   initial_model_summary(card)) for i, (model, card) in enumerate(load_ensemble(folder, device))]
         first_member = starts[0][4]
         own = training_size(cfg, first_member, "--ensemble")  # the ensemble may be trained at another size than the presegmenter
         if own != target:
@@ -254,10 +254,12 @@ def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: Nuc
             train, val = [normalise_pair(*pair, own) for pair in train], [normalise_pair(*pair, own) for pair in val]
             target = own
     check_run_origin(run.root / "unet", None if cfg.adapt.from_scratch else folder, target, resume=True)
-    for index, (model, arch, sigma, seed, origin) in enumerate(starts):
+    for index, (model, arch, sigma, seed, origin, initial) in enumerate(starts):
         log.info("stage unet: member %d/%d from %s", index + 1, len(starts), origin)
         member_dir = run.root / "unet" / f"member-{index}"
         card = {"target_diameter": target, "initialised_from": origin, "training_data": {"train_pairs": len(train), "val_pairs": len(val)}}
+        if initial is not None:
+            card["initial_model"] = initial
         train_member(train, val, arch, settings, sigma, seed, member_dir, card, device, True, model.train())
         publish(member_dir / "model", run.models / "unet" / f"member-{index}")
 
@@ -267,16 +269,18 @@ def fine_tune_presegmenter(train: list[Pair], val: list[Pair], run: RunLayout, c
     if not train:
         raise InputError(run.root, "no training pairs for the presegmenter: run the masks, pix2pix and synthesize stages, or give --masks")
     device = resolve_device(cfg.device)
-    start, arch = None, cfg.presegment.architecture
+    start, arch, start_card = None, cfg.presegment.architecture, None
     if not cfg.adapt.from_scratch:
-        start, card = load_model(cfg.presegment.model or DEFAULT_MODEL, device)
-        arch = Architecture.from_dict(card["architecture"])
+        start, start_card = load_model(cfg.presegment.model or DEFAULT_MODEL, device)
+        arch = Architecture.from_dict(start_card["architecture"])
         start.train()
     settings = replace(cfg.presegment.train, iterations=cfg.adapt.presegmenter_iterations,
                        val_every=min(cfg.presegment.train.val_every, cfg.adapt.presegmenter_iterations))
     log.info("stage presegmenter: %s on %d pairs", "training from scratch" if start is None else "fine-tuning", len(train))
     card = {"target_diameter": target, "initialised_from": "random" if start is None else str(cfg.presegment.model or DEFAULT_MODEL),
             "training_data": {"train_pairs": len(train), "val_pairs": len(val)}}
+    if start_card is not None:
+        card["initial_model"] = initial_model_summary(start_card)
     check_run_origin(run.root / "presegmenter", None if start is None else cfg.presegment.model or DEFAULT_MODEL, target, resume=True)
     train_presegment_model(train, val, arch, settings, run.root / "presegmenter", card, device, True, start)
     publish(run.root / "presegmenter" / "model", run.models / "presegment")
