@@ -242,24 +242,23 @@ def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: Nuc
     settings = replace(cfg.unet.train, iterations=cfg.adapt.unet_iterations, val_every=min(cfg.unet.train.val_every, cfg.adapt.unet_iterations))
     if cfg.adapt.from_scratch:
         arch = cfg.unet.architecture
-        starts = [(build_unet(arch), arch, sigma, seed, "random", None) for sigma, seed in zip(cfg.unet.sigmas, cfg.unet.seeds)]
+        starts = [(build_unet(arch), arch, sigma, seed, {"initialised_from": "random"}) for sigma, seed in zip(cfg.unet.sigmas, cfg.unet.seeds)]
     else:
         folder = Path(cfg.unet.model or DEFAULT_ENSEMBLE)
-        starts = [(model, UNetArchitecture.from_dict(card["architecture"]), card["target_sigma"], card["seed"], str(folder / f"member-{i}"),
-                   initial_model_summary(card)) for i, (model, card) in enumerate(load_ensemble(folder, device))]
-        first_member = starts[0][4]
+        starts = [(model, UNetArchitecture.from_dict(card["architecture"]), card["target_sigma"], card["seed"],
+                   {"initialised_from": str(folder / f"member-{i}"), "initial_model": initial_model_summary(card)})
+                  for i, (model, card) in enumerate(load_ensemble(folder, device))]
+        first_member = starts[0][4]["initialised_from"]
         own = training_size(cfg, first_member, "--ensemble")  # the ensemble may be trained at another size than the presegmenter
         if own != target:
             log.info("stage unet: the ensemble's nuclei are %g px; training pairs rescaled from %g px", own, target)
             train, val = [normalise_pair(*pair, own) for pair in train], [normalise_pair(*pair, own) for pair in val]
             target = own
     check_run_origin(run.root / "unet", None if cfg.adapt.from_scratch else folder, target, resume=True)
-    for index, (model, arch, sigma, seed, origin, initial) in enumerate(starts):
-        log.info("stage unet: member %d/%d from %s", index + 1, len(starts), origin)
+    for index, (model, arch, sigma, seed, origin) in enumerate(starts):
+        log.info("stage unet: member %d/%d from %s", index + 1, len(starts), origin["initialised_from"])
         member_dir = run.root / "unet" / f"member-{index}"
-        card = {"target_diameter": target, "initialised_from": origin, "training_data": {"train_pairs": len(train), "val_pairs": len(val)}}
-        if initial is not None:
-            card["initial_model"] = initial
+        card = {"target_diameter": target, **origin, "training_data": {"train_pairs": len(train), "val_pairs": len(val)}}
         train_member(train, val, arch, settings, sigma, seed, member_dir, card, device, True, model.train())
         publish(member_dir / "model", run.models / "unet" / f"member-{index}")
 
