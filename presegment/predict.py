@@ -18,7 +18,8 @@ from workflow.modelfiles import device_of
 # torchvision samples its mask targets with roi_align(aligned=False), half a pixel right of
 # and below the box: that is where a torchvision model's masks belong when painted.
 TORCHVISION_MASK_FRAME_OFFSET = 0.5
-MIRRORS = ("h", "v", "hv")
+# views of the image: "t" transposes (swaps rows and columns), then "h" mirrors left-right and "v" top-bottom
+MIRRORS = ("h", "v", "hv", "t", "th", "tv", "thv")
 
 
 @dataclass
@@ -34,7 +35,7 @@ class DetectConfig:
     tile_overlap: int = 160  # must exceed the largest nucleus (4x the target diameter by default)
     dilate: int = 0  # grow each instance by this many pixels; the reference's 1 costs 0.10 val DSB here
     zoom: float = 1.25  # size-normalised images are enlarged by this for Mask R-CNN (val fast path, 40 px model: 1.0 0.594, 1.25 0.600)
-    flips: tuple[str, ...] = ()  # extra mirrored views ("h", "v", "hv") whose detections vote with the plain one
+    flips: tuple[str, ...] = ()  # extra views (of MIRRORS: "h", "v", "hv", "t", "th", "tv", "thv") whose detections vote with the plain one
     view_score_floor: float = 0.5  # with flips: a view's detections down to this score join the vote
 
     def __post_init__(self) -> None:
@@ -57,14 +58,19 @@ class Detections:
         return Detections(self.boxes + np.array([dx, dy, dx, dy], np.float32), self.scores, self.masks)
 
     def mirrored(self, shape: tuple[int, int], flip: str) -> "Detections":
-        """Detections of an image mirrored by `flip` ("h", "v" or "hv"), put back on the unmirrored image of `shape`."""
+        """Detections of the view `mirror(image, flip)` put back on the image of `shape`: undo the
+        left-right ("h") and top-bottom ("v") mirrors on the view, then its transpose ("t")."""
+        view_shape = (shape[1], shape[0]) if "t" in flip else shape
         boxes, masks = self.boxes.copy(), self.masks
         if "h" in flip:
-            boxes[:, [0, 2]] = shape[1] - self.boxes[:, [2, 0]]
+            boxes[:, [0, 2]] = view_shape[1] - self.boxes[:, [2, 0]]
             masks = masks[:, :, ::-1]
         if "v" in flip:
-            boxes[:, [1, 3]] = shape[0] - self.boxes[:, [3, 1]]
+            boxes[:, [1, 3]] = view_shape[0] - self.boxes[:, [3, 1]]
             masks = masks[:, ::-1, :]
+        if "t" in flip:
+            boxes = boxes[:, [1, 0, 3, 2]]
+            masks = masks.transpose(0, 2, 1)
         return Detections(boxes, self.scores, np.ascontiguousarray(masks))
 
     def subset(self, keep: np.ndarray) -> "Detections":
@@ -119,15 +125,16 @@ def detect(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig) -> Detections:
 
 
 def check_flips(flips: tuple[str, ...]) -> None:
-    """Refuse flips other than "h", "v" and "hv" (and repeats, which would vote twice)."""
+    """Refuse views other than those of MIRRORS (and repeats, which would vote twice)."""
     unknown = [flip for flip in flips if flip not in MIRRORS]
     if unknown or len(set(flips)) != len(flips):
-        raise ValueError(f"flips {list(flips)}: use each of h, v and hv at most once")
+        raise ValueError(f"flips {list(flips)}: use each of {', '.join(MIRRORS)} at most once")
 
 
 def mirror(rgb8: np.ndarray, flip: str) -> np.ndarray:
-    """The image mirrored left-right ("h"), top-bottom ("v") or both ("hv")."""
-    return np.ascontiguousarray(rgb8[:: -1 if "v" in flip else 1, :: -1 if "h" in flip else 1])
+    """The image transposed ("t": rows become columns), then mirrored left-right ("h") and/or top-bottom ("v")."""
+    view = rgb8.transpose(1, 0, 2) if "t" in flip else rgb8
+    return np.ascontiguousarray(view[:: -1 if "v" in flip else 1, :: -1 if "h" in flip else 1])
 
 
 def paste(detections: Detections, shape: tuple[int, int]) -> list[SoftInstance]:

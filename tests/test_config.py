@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from presegment.predict import MIRRORS
 from workflow.config import NucflowConfig, load_config
 from workflow.files import InputError
 
@@ -12,6 +13,7 @@ def test_defaults_follow_the_reference():
     assert cfg.presegment.detect.score_threshold == 0.7
     assert cfg.presegment.detect.nms_threshold == 0.2  # chosen on val (the reference: 0.35)
     assert cfg.presegment.detect.max_instances == 800
+    assert sorted(cfg.full.mrcnn_flips) == sorted(MIRRORS)  # the full path votes over all eight views of the image
 
 
 def test_file_then_flags_override(tmp_path):
@@ -47,7 +49,7 @@ def test_json_config_and_save_roundtrip(tmp_path):
         ("presegment.train.iterations=1.5", "expected int"),
         ("nosuchthing", "bad override"),
         ("size=3", "must be a mapping"),
-        ("full.mrcnn_flips=[h, x]", "'root'.*use each of h, v and hv at most once"),
+        ("full.mrcnn_flips=[h, x]", "'root'.*use each of h, v, hv, t, th, tv, thv at most once"),
         ("presegment.detect.flips=[v, v]", "'presegment.detect'.*at most once"),
     ],
 )

@@ -10,7 +10,7 @@ from torch import nn
 from presegment.backends import detectron2_available, load_presegmenter
 from presegment.model import BACKBONES, Architecture, build_model
 from presegment.pipeline import presegment
-from presegment.predict import DetectConfig, Detections, detect, dilate_labels, paint, paste, run_model, segment
+from presegment.predict import MIRRORS, DetectConfig, Detections, detect, dilate_labels, mirror, paint, paste, run_model, segment
 from workflow.images import tile_starts
 from presegment.storage import load_model, save_model
 from presegment.train import TrainConfig, make_target, train
@@ -272,15 +272,17 @@ def test_train_presegment_command_end_to_end(tmp_path):
     assert main(["train-presegment", str(data), "-o", str(tmp_path / "run2")]) == 2  # no val rows: one-line error
 
 
-def test_mirrored_detections_paint_the_mirrored_labels():
+def test_detections_of_every_view_paint_back_onto_the_image():
     rng = np.random.default_rng(0)
-    corners = rng.uniform(-5, 45, (12, 2))
-    boxes = np.concatenate([corners, corners + rng.uniform(4, 15, (12, 2))], 1).astype(np.float32)
-    detections = Detections(boxes, rng.uniform(0.5, 1, 12).astype(np.float32), rng.uniform(0, 1, (12, 28, 28)).astype(np.float32))
     shape = (50, 60)
-    flipped = {"h": lambda a: a[:, ::-1], "v": lambda a: a[::-1], "hv": lambda a: a[::-1, ::-1]}
-    for flip, undo in flipped.items():
-        assert (paint(detections.mirrored(shape, flip), shape) == undo(paint(detections, shape))).all()
+    for flip in MIRRORS:
+        view_shape = mirror(np.zeros((*shape, 3), np.uint8), flip).shape[:2]
+        corners = rng.uniform(-5, min(view_shape) - 5, (12, 2))
+        boxes = np.concatenate([corners, corners + rng.uniform(4, 15, (12, 2))], 1).astype(np.float32)
+        found = Detections(boxes, rng.uniform(0.5, 1, 12).astype(np.float32), rng.uniform(0, 1, (12, 28, 28)).astype(np.float32))
+        on_image = paint(found.mirrored(shape, flip), shape)
+        assert on_image.shape == shape and on_image.max() > 0
+        assert (mirror(on_image[..., None], flip)[..., 0] == paint(found, view_shape)).all(), flip
 
 
 class LeftHalfModel(BrightBlobModel):
@@ -303,8 +305,13 @@ def test_flipped_views_vote_and_land_where_they_belong():
     assert confirmed.ap50 == 1.0 and confirmed.mean_matched_iou > 0.95
     # mirrored left-right it sees the other half: no object is found in both views (score 0.9 / 2 < 0.7)
     assert segment(LeftHalfModel(), image, DetectConfig(pad_fraction=0, flips=("h",))).max() == 0
-    for bad in (("x",), ("h", "h")):
-        with pytest.raises(ValueError, match="use each of h, v and hv at most once"):
+    # transposed it sees the top half: only the top-left quarter is found in both views
+    quarter = segment(LeftHalfModel(), image, DetectConfig(pad_fraction=0, flips=("t",)))
+    top = [region.label for region in regionprops(plain) if region.centroid[0] < image.shape[0] / 2]
+    assert 0 < len(top) < plain.max()
+    assert score_image(np.where(np.isin(plain, top), plain, 0), quarter).ap50 == 1.0
+    for bad in (("x",), ("h", "h"), ("vt",)):
+        with pytest.raises(ValueError, match="use each of h, v, hv, t, th, tv, thv at most once"):
             DetectConfig(flips=bad)
 
 
