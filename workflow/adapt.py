@@ -248,8 +248,7 @@ def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: Nuc
         starts = [(model, UNetArchitecture.from_dict(card["architecture"]), card["target_sigma"], card["seed"],
                    {"initialised_from": str(folder / f"member-{i}"), "initial_model": initial_model_summary(card)})
                   for i, (model, card) in enumerate(load_ensemble(folder, device))]
-        first_member = starts[0][4]["initialised_from"]
-        own = training_size(cfg, first_member, "--ensemble")  # the ensemble may be trained at another size than the presegmenter
+        own = training_size(cfg, folder / "member-0", "--ensemble")  # the ensemble may be trained at another size than the presegmenter
         if own != target:
             log.info("stage unet: the ensemble's nuclei are %g px; training pairs rescaled from %g px", own, target)
             train, val = [normalise_pair(*pair, own) for pair in train], [normalise_pair(*pair, own) for pair in val]
