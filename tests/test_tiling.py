@@ -57,6 +57,16 @@ def test_stitched_tiles_equal_the_whole_image():
     assert score_image(whole, maps["objects"]).dsb == 1.0
 
 
+def test_tiles_show_progress(capsys):
+    rgb8 = to_rgb8(nucleus_image(grid_of_disks()))
+    seen: list[tuple[int, int]] = []
+    segment_in_tiles(threshold_segmenter(seen), rgb8, tile=128, overlap=40)
+    bar = capsys.readouterr().err
+    assert "tiles:" in bar and f"0/{len(seen)} " in bar  # a bar over all the tiles
+    segment_in_tiles(threshold_segmenter([]), rgb8[:100, :100], tile=128, overlap=40)
+    assert "tiles" not in capsys.readouterr().err  # one tile: no bar
+
+
 def test_segmenter_tiles_a_large_image_like_the_whole(monkeypatch):
     truth = grid_of_disks((360, 480), spacing=40, radius=10)
     rgb8 = to_rgb8(nucleus_image(truth))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from tqdm import tqdm
 
 from workflow.images import tile_cores
 
@@ -53,24 +54,26 @@ def owned_objects(labels: np.ndarray, core: tuple[float, float, float, float]) -
 
 
 def segment_in_tiles(segment: Callable[[np.ndarray], TileResult], rgb8: np.ndarray, tile: int, overlap: int) -> TileResult:
-    """Labels (and named maps) of a whole image from `segment` run on overlapping tiles of it."""
+    """Labels (and named maps) of a whole image from `segment` run on overlapping tiles of it,
+    with a progress bar over the tiles, since one large image can take an hour.
+    """
     height, width = rgb8.shape[:2]
     labels = np.zeros((height, width), np.int32)
     maps: dict[str, np.ndarray] = {}
     used, used_in_maps = 0, {}  # objects pasted so far, in the labels and in each integer map
-    for y, y_low, y_high in tile_cores(height, tile, overlap):
-        for x, x_low, x_high in tile_cores(width, tile, overlap):
-            window = (slice(y, y + tile), slice(x, x + tile))
-            core = (y_low - y, y_high - y, x_low - x, x_high - x)
-            part_labels, part_maps = segment(rgb8[window])
-            used = _paste_objects(labels[window], owned_objects(part_labels, core), used)
-            for name, part in part_maps.items():
-                canvas = maps.setdefault(name, np.zeros((height, width), part.dtype if part.dtype.kind == "f" else np.int32))
-                if part.dtype.kind == "f":
-                    rows, cols = slice(math.ceil(core[0]), math.ceil(core[1])), slice(math.ceil(core[2]), math.ceil(core[3]))
-                    canvas[window][rows, cols] = part[rows, cols]
-                else:
-                    used_in_maps[name] = _paste_objects(canvas[window], owned_objects(part, core), used_in_maps.get(name, 0))
+    tiles = [(row, column) for row in tile_cores(height, tile, overlap) for column in tile_cores(width, tile, overlap)]
+    for (y, y_low, y_high), (x, x_low, x_high) in tqdm(tiles, desc="tiles", unit="tile", leave=False, disable=len(tiles) < 2):
+        window = (slice(y, y + tile), slice(x, x + tile))
+        core = (y_low - y, y_high - y, x_low - x, x_high - x)
+        part_labels, part_maps = segment(rgb8[window])
+        used = _paste_objects(labels[window], owned_objects(part_labels, core), used)
+        for name, part in part_maps.items():
+            canvas = maps.setdefault(name, np.zeros((height, width), part.dtype if part.dtype.kind == "f" else np.int32))
+            if part.dtype.kind == "f":
+                rows, cols = slice(math.ceil(core[0]), math.ceil(core[1])), slice(math.ceil(core[2]), math.ceil(core[3]))
+                canvas[window][rows, cols] = part[rows, cols]
+            else:
+                used_in_maps[name] = _paste_objects(canvas[window], owned_objects(part, core), used_in_maps.get(name, 0))
     return labels, maps
 
 
