@@ -18,8 +18,9 @@ from workflow.modelfiles import device_of
 # torchvision samples its mask targets with roi_align(aligned=False), half a pixel right of
 # and below the box: that is where a torchvision model's masks belong when painted.
 TORCHVISION_MASK_FRAME_OFFSET = 0.5
-# views of the image: "t" transposes (swaps rows and columns), then "h" mirrors left-right and "v" top-bottom
-MIRRORS = ("h", "v", "hv", "t", "th", "tv", "thv")
+# the seven views of the image besides itself (all symmetries of the pixel grid):
+# "t" transposes (swaps rows and columns), then "h" mirrors left-right and "v" top-bottom
+VIEWS = ("h", "v", "hv", "t", "th", "tv", "thv")
 
 
 @dataclass
@@ -35,7 +36,7 @@ class DetectConfig:
     tile_overlap: int = 160  # must exceed the largest nucleus (4x the target diameter by default)
     dilate: int = 0  # grow each instance by this many pixels; the reference's 1 costs 0.10 val DSB here
     zoom: float = 1.25  # size-normalised images are enlarged by this for Mask R-CNN (val fast path, 40 px model: 1.0 0.594, 1.25 0.600)
-    flips: tuple[str, ...] = ()  # extra views (of MIRRORS: "h", "v", "hv", "t", "th", "tv", "thv") whose detections vote with the plain one
+    flips: tuple[str, ...] = ()  # extra views (of VIEWS: "h", "v", "hv", "t", "th", "tv", "thv") whose detections vote with the plain one
     view_score_floor: float = 0.5  # with flips: a view's detections down to this score join the vote
 
     def __post_init__(self) -> None:
@@ -125,10 +126,10 @@ def detect(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig) -> Detections:
 
 
 def check_flips(flips: tuple[str, ...]) -> None:
-    """Refuse views other than those of MIRRORS (and repeats, which would vote twice)."""
-    unknown = [flip for flip in flips if flip not in MIRRORS]
+    """Refuse views other than those of VIEWS (and repeats, which would vote twice)."""
+    unknown = [flip for flip in flips if flip not in VIEWS]
     if unknown or len(set(flips)) != len(flips):
-        raise ValueError(f"flips {list(flips)}: use each of {', '.join(MIRRORS)} at most once")
+        raise ValueError(f"flips {list(flips)}: use each of {', '.join(VIEWS)} at most once")
 
 
 def mirror(rgb8: np.ndarray, flip: str) -> np.ndarray:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from presegment.predict import MIRRORS
+from presegment.predict import VIEWS
 from workflow.config import NucflowConfig, load_config
 from workflow.files import InputError
 
@@ -13,7 +13,7 @@ def test_defaults_follow_the_reference():
     assert cfg.presegment.detect.score_threshold == 0.7
     assert cfg.presegment.detect.nms_threshold == 0.2  # chosen on val (the reference: 0.35)
     assert cfg.presegment.detect.max_instances == 800
-    assert sorted(cfg.full.mrcnn_flips) == sorted(MIRRORS)  # the full path votes over all eight views of the image
+    assert sorted(cfg.full.mrcnn_flips) == sorted(VIEWS)  # the full path votes over all eight views of the image
 
 
 def test_file_then_flags_override(tmp_path):

@@ -10,7 +10,7 @@ from torch import nn
 from presegment.backends import detectron2_available, load_presegmenter
 from presegment.model import BACKBONES, Architecture, build_model
 from presegment.pipeline import presegment
-from presegment.predict import MIRRORS, DetectConfig, Detections, detect, dilate_labels, mirror, paint, paste, run_model, segment
+from presegment.predict import VIEWS, DetectConfig, Detections, detect, dilate_labels, mirror, paint, paste, run_model, segment
 from workflow.images import tile_starts
 from presegment.storage import load_model, save_model
 from presegment.train import TrainConfig, make_target, train
@@ -275,7 +275,7 @@ def test_train_presegment_command_end_to_end(tmp_path):
 def test_detections_of_every_view_paint_back_onto_the_image():
     rng = np.random.default_rng(0)
     shape = (50, 60)
-    for flip in MIRRORS:
+    for flip in VIEWS:
         view_shape = mirror(np.zeros((*shape, 3), np.uint8), flip).shape[:2]
         corners = rng.uniform(-5, min(view_shape) - 5, (12, 2))
         boxes = np.concatenate([corners, corners + rng.uniform(4, 15, (12, 2))], 1).astype(np.float32)
