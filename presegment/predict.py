@@ -36,7 +36,7 @@ class DetectConfig:
     tile_overlap: int = 160  # must exceed the largest nucleus (4x the target diameter by default)
     dilate: int = 0  # grow each instance by this many pixels; the reference's 1 costs 0.10 val DSB here
     zoom: float = 1.25  # size-normalised images are enlarged by this for Mask R-CNN (val fast path, 40 px model: 1.0 0.594, 1.25 0.600)
-    flips: tuple[str, ...] = ()  # extra views (of VIEWS: "h", "v", "hv", "t", "th", "tv", "thv") whose detections vote with the plain one
+    flips: tuple[str, ...] = ()  # extra views (any of VIEWS) whose detections vote with the plain one
     view_score_floor: float = 0.5  # with flips: a view's detections down to this score join the vote
 
     def __post_init__(self) -> None:

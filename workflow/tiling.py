@@ -7,6 +7,7 @@ is neither cut nor counted twice, as long as the overlap exceeds twice its radiu
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -61,7 +62,7 @@ def segment_in_tiles(segment: Callable[[np.ndarray], TileResult], rgb8: np.ndarr
     labels = np.zeros((height, width), np.int32)
     maps: dict[str, np.ndarray] = {}
     used, used_in_maps = 0, {}  # objects pasted so far, in the labels and in each integer map
-    tiles = [(row, column) for row in tile_cores(height, tile, overlap) for column in tile_cores(width, tile, overlap)]
+    tiles = list(itertools.product(tile_cores(height, tile, overlap), tile_cores(width, tile, overlap)))
     for (y, y_low, y_high), (x, x_low, x_high) in tqdm(tiles, desc="tiles", unit="tile", leave=False, disable=len(tiles) < 2):
         window = (slice(y, y + tile), slice(x, x + tile))
         core = (y_low - y, y_high - y, x_low - x, x_high - x)
