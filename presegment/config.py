@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from presegment.model import Architecture
+from presegment.pipeline import SizeProbe
 from presegment.predict import DetectConfig
 from presegment.train import TrainConfig
 
@@ -15,7 +16,7 @@ class PresegmentConfig:
 
     backend: str = "torchvision"  # "torchvision", or "detectron2" when it is installed
     model: str | None = None
-    probe_scale: float = 1.5  # scale of the first pass that estimates nucleus size (1.5: +0.01-0.03 val DSB over 1.0)
+    probe: SizeProbe = field(default_factory=SizeProbe)  # the passes that estimate the nucleus size
     architecture: Architecture = field(default_factory=Architecture)
     detect: DetectConfig = field(default_factory=DetectConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

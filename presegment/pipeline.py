@@ -33,9 +33,77 @@ def segment_at_scale(model: nn.Module, rgb8: np.ndarray, scale: float, cfg: Dete
     return resize_labels(labels, rgb8.shape[:2], contour_sigma) if resized or contour_sigma > 0 else labels
 
 
-def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, probe_scale: float = 1.0) -> float | None:
-    """Median nucleus diameter (original pixels) from a first pass at `probe_scale`, or None if nothing is found."""
-    return median_diameter(segment_at_scale(model, rgb8, probe_scale, cfg))
+@dataclass
+class SizeProbe:
+    """How the nucleus size is probed: passes at `scale` x 2**k (k = 0, -1, 1, -2, ...), each on a
+    window of at most `max_side` px; a pass 'fits' when its median nucleus is within a factor
+    `tolerance` of the model's target diameter."""
+
+    scale: float = 1.5  # the first pass (1.5: +0.01-0.03 val DSB over 1.0)
+    tolerance: float = 1.6
+    octaves: int = 3  # passes go at most this many octaves up or down from `scale`
+    max_side: int = 768  # larger windows are cropped around the image's centre (bounded cost on big images)
+
+    def __post_init__(self) -> None:
+        if self.scale <= 0 or self.tolerance <= 1 or self.octaves < 0 or self.max_side < 64:
+            raise ValueError("size probe: scale > 0, tolerance > 1, octaves >= 0 and max_side >= 64 are required")
+
+
+def nucleus_size(labels: np.ndarray, window_side: int, min_count: int = 2) -> float | None:
+    """Median diameter of a probe pass, or None when it found fewer than `min_count` objects or
+    objects over a third of the window (the whole image taken for one nucleus)."""
+    count = len(np.unique(labels)) - 1
+    diameter = median_diameter(labels)
+    if count < min_count or diameter is None or diameter > window_side / 3:
+        return None
+    return diameter
+
+
+def probe_window(rgb8: np.ndarray, scale: float, max_side: int) -> np.ndarray:
+    """`rgb8` resized by `scale`, cropped around its centre first when it would exceed `max_side` px."""
+    side = max(1, int(max_side / scale))
+    height, width = rgb8.shape[:2]
+    top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
+    window = rgb8[top : top + side, left : left + side]
+    return resize_image(window, scaled_shape(window.shape, scale)) if abs(scale - 1.0) >= 1e-3 else window
+
+
+def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, target_diameter: float, probe: SizeProbe | None = None) -> float | None:
+    """Median nucleus diameter in the image's pixels, or None if no pass finds a nucleus.
+
+    One pass can lock onto fragments: a model shown nuclei far larger than it was trained on
+    finds pieces of about its own size. So passes run at the first scale and every octave below
+    it (cheap: a quarter of the pixels each), and the smallest scale that fits wins: nuclei that
+    fit at scale s are twice the target at 2s, so a fit there can only be fragments. When none
+    fits and the first pass found small nuclei or none, octaves up are tried (tiny nuclei).
+    """
+    probe = probe or SizeProbe()
+    found: dict[int, float | None] = {}
+
+    def diameter_at(k: int) -> float | None:
+        if k not in found:
+            window = probe_window(rgb8, probe.scale * 2.0**k, probe.max_side)
+            found[k] = nucleus_size(segment(model, window, cfg), min(window.shape[:2]))
+        return found[k]
+
+    def fits(k: int) -> bool:
+        diameter = diameter_at(k)
+        return diameter is not None and 1 / probe.tolerance <= diameter / target_diameter <= probe.tolerance
+
+    fitting = [k for k in range(0, -probe.octaves - 1, -1) if fits(k)]  # the first pass and every octave down
+    first = found[0]
+    if fitting:
+        chosen = fitting[-1]
+    elif first is None or first < target_diameter:  # small or none, and no fragments: tiny nuclei
+        chosen = next((k for k in range(1, probe.octaves + 1) if fits(k)), None)
+    else:
+        chosen = None
+    if chosen is None:  # nothing fits: the pass whose nuclei came closest to the target size
+        measured = {k: d for k, d in found.items() if d is not None}
+        if not measured:
+            return None
+        chosen = min(measured, key=lambda k: abs(np.log(measured[k] / target_diameter)))
+    return found[chosen] / (probe.scale * 2.0**chosen)
 
 
 def zoom_for(diameter: float | None, cfg: DetectConfig) -> float:
@@ -50,7 +118,7 @@ def presegment(
     target_diameter: float,
     cfg: DetectConfig,
     diameter: float | None = None,
-    probe_scale: float = 1.0,
+    probe: SizeProbe | None = None,
     scale_limits: tuple[float, float] = (0.1, 8.0),
     contour_sigma: float = 0.0,
 ) -> Presegmentation:
@@ -62,7 +130,7 @@ def presegment(
     """
     source = "given"
     if diameter is None:
-        diameter = estimate_diameter(model, rgb8, cfg, probe_scale)
+        diameter = estimate_diameter(model, rgb8, cfg, target_diameter, probe)
         source = "estimated" if diameter is not None else "unknown"
     scale = size_scale(diameter, target_diameter, *scale_limits)
     zoom = zoom_for(diameter, cfg)

@@ -9,7 +9,7 @@ from torch import nn
 
 from presegment.backends import detectron2_available, load_presegmenter
 from presegment.model import BACKBONES, Architecture, build_model
-from presegment.pipeline import presegment
+from presegment.pipeline import SizeProbe, presegment
 from presegment.predict import VIEWS, DetectConfig, Detections, detect, dilate_labels, mirror, paint, paste, run_model, segment
 from workflow.images import tile_starts
 from presegment.storage import load_model, save_model
@@ -172,8 +172,11 @@ def test_zoom_enlarges_what_mask_rcnn_sees_but_not_the_output():
     assert result.scale == pytest.approx(2.0) and result.labels.shape == truth.shape
     assert score_image(truth, result.labels).ap50 == 1.0
     model.seen.clear()  # nothing found in the probe pass: the image is segmented as it is, not zoomed
-    presegment(model, np.zeros((64, 64, 3), np.uint8), 24.0, DetectConfig(zoom=1.5, pad_fraction=0))
+    presegment(model, np.zeros((64, 64, 3), np.uint8), 24.0, DetectConfig(zoom=1.5, pad_fraction=0), probe=SizeProbe(scale=1.0, octaves=0))
     assert model.seen == [(64, 64), (64, 64)]
+    model.seen.clear()  # the default probe tries an octave ladder first, then still segments the image as it is
+    presegment(model, np.zeros((64, 64, 3), np.uint8), 24.0, DetectConfig(zoom=1.5, pad_fraction=0))
+    assert len(model.seen) == 1 + 2 * SizeProbe().octaves + 1 and model.seen[-1] == (64, 64)
 
 
 def test_save_load_roundtrip_fp16(tmp_path):

@@ -48,7 +48,7 @@ def network_outputs(
     """
     detect = cfg.presegment.detect
     if diameter is None:
-        diameter = estimate_diameter(models.presegmenter, rgb8, detect, cfg.presegment.probe_scale)
+        diameter = estimate_diameter(models.presegmenter, rgb8, detect, models.target_diameter, cfg.presegment.probe)
     scale = size_scale(diameter, models.target_diameter, cfg.size.min_scale, cfg.size.max_scale)
     common = resize_image(rgb8, scaled_shape(rgb8.shape, scale))
     maps = ensemble_at_own_scale(models, common, cfg.unet.predict)

@@ -1,0 +1,117 @@
+"""The nucleus size estimate: an octave ladder of passes that does not lock onto fragments."""
+
+import numpy as np
+import pytest
+import torch
+from skimage.measure import label as connected_components
+from skimage.measure import regionprops
+
+from presegment.pipeline import SizeProbe, estimate_diameter, nucleus_size, probe_window
+from presegment.predict import DetectConfig
+from presegment.storage import DEFAULT_MODEL, load_model
+from tests.test_presegment import BrightBlobModel
+from workflow.images import to_rgb8
+from workflow.labels import median_diameter
+from workflow.modelfiles import for_inference
+
+
+class FragmentingModel(BrightBlobModel):
+    """Finds bright blobs up to `largest` px across whole, and larger ones as four quarter pieces,
+    as a Mask R-CNN shown nuclei far beyond its training sizes does."""
+
+    def __init__(self, largest: int = 60):
+        super().__init__()
+        self.largest = largest
+
+    def forward(self, images):
+        self.calls += 1
+        gray = images[0].mean(0).numpy()
+        pieces = np.zeros(gray.shape, np.int32)
+        for region in regionprops(connected_components(gray > 0.5)):
+            y0, x0, y1, x1 = region.bbox
+            inside = np.zeros(gray.shape, bool)
+            inside[y0:y1, x0:x1] = region.image
+            if max(y1 - y0, x1 - x0) <= self.largest:
+                pieces[inside] = pieces.max() + 1
+                continue
+            cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+            for rows in (slice(y0, cy), slice(cy, y1)):
+                for cols in (slice(x0, cx), slice(cx, x1)):
+                    quarter = np.zeros(gray.shape, bool)
+                    quarter[rows, cols] = inside[rows, cols]
+                    pieces[quarter] = pieces.max() + 1
+        boxes, masks = [], []
+        for region in regionprops(pieces):
+            y0, x0, y1, x1 = region.bbox
+            boxes.append([x0, y0, x1, y1])
+            masks.append(torch.nn.functional.interpolate(torch.tensor(region.image, dtype=torch.float32)[None, None], (28, 28))[0])
+        if not boxes:
+            return [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "masks": torch.zeros(0, 1, 28, 28)}]
+        return [{"boxes": torch.tensor(boxes, dtype=torch.float32), "scores": torch.full((len(boxes),), 0.9), "masks": torch.stack(masks)}]
+
+
+def nuclei_field(diameter_range: tuple[float, float], shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """Label image of a grid of disks with diameters drawn from `diameter_range`, 1.5 diameters apart."""
+    rng = np.random.default_rng(seed)
+    largest = diameter_range[1]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, np.int32)
+    step = int(largest * 1.5)
+    for cy in range(int(largest), shape[0] - int(largest) // 2, step):
+        for cx in range(int(largest), shape[1] - int(largest) // 2, step):
+            radius = rng.uniform(*diameter_range) / 2
+            labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = labels.max() + 1
+    return labels
+
+
+def bright_image(labels: np.ndarray) -> np.ndarray:
+    return to_rgb8(np.where(labels > 0, 200, 20).astype(np.uint8))
+
+
+def test_fragments_of_large_nuclei_do_not_set_the_size():
+    labels = nuclei_field((90, 90), (500, 500))
+    image = bright_image(labels)
+    model = FragmentingModel(largest=60)
+    one_pass = estimate_diameter(model, image, DetectConfig(), 40.0, SizeProbe(scale=1.0, octaves=0))
+    assert one_pass == pytest.approx(45, rel=0.1)  # a single pass measures the quarters
+    ladder = estimate_diameter(model, image, DetectConfig(), 40.0, SizeProbe(scale=1.0))
+    assert ladder == pytest.approx(median_diameter(labels), rel=0.1)
+
+
+def test_tiny_nuclei_are_found_by_passes_above_the_first():
+    labels = nuclei_field((6, 6), (160, 160))
+    estimate = estimate_diameter(FragmentingModel(largest=60), bright_image(labels), DetectConfig(), 40.0, SizeProbe(scale=1.0))
+    assert estimate == pytest.approx(median_diameter(labels), rel=0.2)
+
+
+def test_a_pass_that_takes_the_whole_window_for_a_nucleus_or_finds_one_object_is_ignored():
+    one = np.zeros((60, 60), np.int32)
+    one[10:30, 10:30] = 1
+    assert nucleus_size(one, 60) is None  # one object
+    two = one.copy()
+    two[35:55, 35:55] = 2
+    assert nucleus_size(two, 60) is None  # objects over a third of the window
+    assert nucleus_size(two, 200) == pytest.approx(median_diameter(two))
+
+
+def test_probe_window_is_cropped_around_the_centre_to_bound_its_cost():
+    image = np.zeros((1000, 600, 3), np.uint8)
+    assert probe_window(image, 2.0, 768).shape == (768, 768, 3)
+    assert probe_window(image, 0.5, 768).shape == (500, 300, 3)
+    with pytest.raises(ValueError, match="size probe"):
+        SizeProbe(tolerance=1.0)
+
+
+@pytest.fixture(scope="module")
+def shipped_presegmenter():
+    model, card = load_model(DEFAULT_MODEL)
+    return for_inference(model, True), float(card["target_diameter"])
+
+
+@pytest.mark.parametrize("diameters, shape", [((80, 120), (640, 640)), ((5, 8), (192, 192))])
+def test_shipped_model_estimates_large_and_small_nuclei_within_20_percent(shipped_presegmenter, diameters, shape):
+    model, target = shipped_presegmenter
+    labels = nuclei_field(diameters, shape, seed=1)
+    image = to_rgb8(np.clip(np.where(labels > 0, 170.0, 25.0) + np.random.default_rng(0).normal(0, 6, shape), 0, 255).astype(np.uint8))
+    estimate = estimate_diameter(model, image, DetectConfig(), target)
+    assert estimate == pytest.approx(median_diameter(labels), rel=0.2)
