@@ -42,7 +42,7 @@ def main() -> None:
     cfg = load_config(overrides=args.overrides)
     cfg.presegment.model = args.model or cfg.presegment.model
     cfg.unet.model = args.ensemble or cfg.unet.model
-    pairs, _ = load_annotated(args.data, args.subset, None, cfg.input.stretch_percentiles, args.limit)
+    pairs, _ = load_annotated(args.data, args.subset, None, cfg.input, args.limit)
     rows = []
     for method in args.methods:
         scores, seconds = score_segmenter(build_segmenter(method, cfg), pairs)

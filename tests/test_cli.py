@@ -91,3 +91,17 @@ def test_user_errors_exit_2_with_one_line(tmp_path, caplog):
     assert "unknown stage 'polish'" in caplog.text
     assert main(["predict", str(tmp_path / "empty"), "-o", str(tmp_path / "o"), "--models", str(tmp_path / "empty")]) == 2
     assert "not a models folder" in caplog.text
+
+
+def test_normalisation_flags_are_recorded_and_bad_percentiles_refused(folders, tmp_path, caplog):
+    images, _ = folders
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--percentiles", "1", "99", "--per-channel"]) == 0
+    assert json.loads((out / "config.json").read_text())["input"] == {"normalize": True, "stretch_percentiles": [1.0, 99.0], "per_channel": True}
+    plain = tmp_path / "plain"
+    assert main(["predict", str(images), "-o", str(plain), "--method", "classic", "--no-normalize"]) == 0
+    assert json.loads((plain / "config.json").read_text())["input"]["normalize"] is False
+    assert main(["predict", str(images), "-o", str(tmp_path / "bad"), "--method", "classic", "--percentiles", "99", "1"]) == 2
+    assert "--percentiles: stretch_percentiles must satisfy 0 <= low < high <= 100, got [99.0, 1.0]" in caplog.text
+    assert main(["predict", str(images), "-o", str(tmp_path / "bad"), "--set", "input.stretch_percentiles=[5, 200]"]) == 2
+    assert "stretch_percentiles must satisfy" in caplog.text

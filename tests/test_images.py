@@ -4,7 +4,7 @@ import pytest
 import tifffile
 
 from workflow.files import InputError, list_images
-from workflow.images import read_image, resize_image, size_scale, to_rgb8
+from workflow.images import InputConfig, read_image, resize_image, size_scale, to_rgb8
 
 
 def write_png(path, array):
@@ -41,7 +41,9 @@ def test_rgba_png_and_alpha_dropped_for_network(tmp_path):
     out = read_image(tmp_path / "rgba.png")
     assert out.shape == (10, 12, 4)
     net = to_rgb8(out)
-    assert net.shape == (10, 12, 3) and net.dtype == np.uint8 and net[..., 1].min() == 90
+    assert net.shape == (10, 12, 3) and net.dtype == np.uint8
+    assert net[..., 1].min() == 255 and net[..., 0].max() == 0  # stretched by the colour channels alone (alpha 255 left out)
+    assert to_rgb8(out, InputConfig(normalize=False))[..., 1].min() == 90
 
 
 def test_jpeg_reads(tmp_path, rng):
@@ -65,11 +67,11 @@ def test_16bit_png_and_tiff_are_stretched_per_channel(tmp_path, rng):
         np.testing.assert_array_equal(net[..., 0], net[..., 2])
 
 
-def test_16bit_rgb_tiff_stretches_channels_independently(tmp_path):
+def test_16bit_rgb_tiff_stretches_channels_independently_when_asked(tmp_path):
     image = np.zeros((8, 8, 3), np.uint16)
     image[..., 0] = np.arange(64).reshape(8, 8) * 10
     image[..., 1] = np.arange(64).reshape(8, 8) * 1000
-    out = to_rgb8(read_image(_tiff(tmp_path / "rgb.tif", image)), percentiles=(0, 100))
+    out = to_rgb8(read_image(_tiff(tmp_path / "rgb.tif", image)), InputConfig(stretch_percentiles=(0, 100), per_channel=True))
     np.testing.assert_array_equal(out[..., 0], out[..., 1])  # both channels span 0..255
     assert out[..., 2].max() == 0
 
@@ -171,3 +173,43 @@ def test_unreadable_file_gives_one_line_error(tmp_path, monkeypatch):
     monkeypatch.setattr(np, "fromfile", refuse)  # chmod cannot lock out root, so refuse the read itself
     with pytest.raises(InputError, match="cannot be read \\(Permission denied\\)"):
         read_image(path)
+
+
+def test_dim_8bit_image_is_stretched_like_a_16bit_one(rng):
+    bright = rng.integers(0, 256, (30, 30)).astype(np.uint8)
+    dim = (bright // 6).astype(np.uint8)  # values 0..42, as a dim 8-bit acquisition
+    net = to_rgb8(dim)
+    assert net.min() == 0 and net.max() == 255
+    assert np.corrcoef(net[..., 0].ravel(), bright.ravel())[0, 1] > 0.99
+    np.testing.assert_array_equal(to_rgb8(dim, InputConfig(normalize=False))[..., 0], dim)  # switched off: as it is
+
+
+def test_joint_stretch_keeps_the_colour_balance_of_a_stain():
+    image = np.zeros((10, 10, 3), np.uint8)
+    image[:5] = (120, 60, 120)  # purple nuclei
+    image[5:] = (200, 180, 200)  # pale background
+    joint = to_rgb8(image, InputConfig(stretch_percentiles=(0, 100))).astype(int)
+    assert joint[0, 0, 0] == joint[0, 0, 2] > joint[0, 0, 1]  # still purple
+    assert joint[9, 9].max() == 255 and joint[0, 0].min() == 0
+    per_channel = to_rgb8(image, InputConfig(stretch_percentiles=(0, 100), per_channel=True)).astype(int)
+    assert per_channel[0, 0].tolist() == [0, 0, 0]  # each channel on its own: the hue is gone
+
+
+def test_non_finite_pixels_are_left_out_of_the_stretch():
+    image = np.linspace(0, 1, 100, dtype=np.float32).reshape(10, 10)
+    image[0, :3] = (np.nan, np.inf, -np.inf)
+    net = to_rgb8(image, InputConfig(stretch_percentiles=(0, 100)))
+    assert net[0, :3, 0].tolist() == [0, 0, 0] and net[9, 9, 0] == 255
+    assert net[5, 5, 0] == round(255 * (55 / 99 - 3 / 99) / (96 / 99))
+
+
+def test_without_normalisation_16bit_and_float_keep_their_fixed_ranges():
+    assert to_rgb8(np.full((4, 4), 65535, np.uint16), InputConfig(normalize=False)).max() == 255
+    assert to_rgb8(np.full((4, 4), 257 * 10, np.uint16), InputConfig(normalize=False)).max() == 10
+    assert to_rgb8(np.full((4, 4), 0.5, np.float32), InputConfig(normalize=False)).max() == 128
+
+
+@pytest.mark.parametrize("percentiles", [(50, 50), (-1, 99), (2, 101), (90, 10)])
+def test_unordered_or_out_of_range_percentiles_are_refused(percentiles):
+    with pytest.raises(ValueError, match="stretch_percentiles"):
+        InputConfig(stretch_percentiles=percentiles)

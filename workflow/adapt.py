@@ -37,7 +37,7 @@ from workflow.batch import predict_folder
 from workflow.cluster_folder import cluster_folder
 from workflow.config import NucflowConfig
 from workflow.files import InputError, csv_text, list_images, write_json, write_text
-from workflow.images import read_image, to_rgb8
+from workflow.images import InputConfig, read_image, to_rgb8
 from workflow.labels import read_labels, write_labels
 from workflow.measure import write_png
 from workflow.runtime import resolve_device
@@ -111,7 +111,7 @@ def train_on_images(
         for cluster in sorted(groups):
             draw_images(run.generator(cluster), run.synthetic(cluster), cfg)
     if {"unet", "presegmenter"} & set(stages):
-        synthetic = synthetic_pairs(run, sorted(groups))
+        synthetic = synthetic_pairs(run, sorted(groups), cfg.input)
         annotated = list(real_pairs(images, labels_dir, cfg, target).values()) if masks_dir else []
         log.info("training pairs: %d synthetic, %d annotated", len(synthetic), len(annotated))
         train_pairs, val_pairs = split_pairs(annotated + synthetic, val_dir, cfg, target)
@@ -172,7 +172,7 @@ def real_pairs(images: list[Path], labels_dir: Path, cfg: NucflowConfig, target:
     pairs = {}
     for path in images:
         try:
-            image, labels = load_pair(path, find_mask(labels_dir, path.stem), cfg.input.stretch_percentiles)
+            image, labels = load_pair(path, find_mask(labels_dir, path.stem), cfg.input)
         except InputError as error:
             log.warning("left out of training: %s", error)
             continue
@@ -211,13 +211,13 @@ def draw_images(generator_dir: Path, folder: Path, cfg: NucflowConfig) -> None:
         write_png(folder / "images" / f"{mask.stem}.png", synthesize(generator, read_labels(mask)))
 
 
-def synthetic_pairs(run: RunLayout, clusters: list[int]) -> list[Pair]:
+def synthetic_pairs(run: RunLayout, clusters: list[int], norm: InputConfig) -> list[Pair]:
     """Every synthetic (image, mask) pair made so far; they are at the models' nucleus size already."""
     pairs = []
     for cluster in clusters:
         folder = run.synthetic(cluster)
         for image in sorted((folder / "images").glob("*.png")):
-            pairs.append((to_rgb8(read_image(image)), read_labels(folder / "masks" / f"{image.stem}.tif")))
+            pairs.append((to_rgb8(read_image(image), norm), read_labels(folder / "masks" / f"{image.stem}.tif")))
     return pairs
 
 

@@ -91,7 +91,7 @@ def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | 
         torch.set_num_threads(threads)
     try:
         image = read_image(path)
-        rgb8 = to_rgb8(image, cfg.input.stretch_percentiles)
+        rgb8 = to_rgb8(image, cfg.input)
         prediction = cached_segmenter(cfg)(rgb8)
         write_image_outputs(out_dir, path.stem, image, rgb8, prediction, cfg)
     except InputError as error:

@@ -22,6 +22,10 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override one setting, e.g. --set size.target_diameter=32 (repeatable)",
     )
+    stretch = parser.add_argument_group("input normalisation (every image is stretched between intensity percentiles by default)")
+    stretch.add_argument("--percentiles", nargs=2, type=float, metavar=("LOW", "HIGH"), help="stretch between these percentiles (default 0.1 99.9)")
+    stretch.add_argument("--no-normalize", action="store_true", help="no stretch: 8-bit as it is, 16-bit / 257, float x 255")
+    stretch.add_argument("--per-channel", action="store_true", help="stretch each colour channel on its own (default: one range for all)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +135,21 @@ def _apply_model_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None
         cfg.unet.model = args.ensemble
 
 
+def _apply_input_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None:
+    """--percentiles / --no-normalize / --per-channel into `cfg.input`, so config.json records them."""
+    from dataclasses import replace
+
+    changes = {"stretch_percentiles": tuple(args.percentiles)} if args.percentiles else {}
+    if args.no_normalize:
+        changes["normalize"] = False
+    if args.per_channel:
+        changes["per_channel"] = True
+    try:
+        cfg.input = replace(cfg.input, **changes)
+    except ValueError as error:
+        raise InputError(None, f"--percentiles: {error}") from None
+
+
 def _apply_predict_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None:
     """The predict flags that are settings, written into the configuration saved beside the outputs."""
     if args.method:
@@ -156,6 +175,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     _apply_model_options(args, cfg)
+    _apply_input_options(args, cfg)
     if args.command == "cluster":
         from workflow.cluster_folder import cluster_folder
 

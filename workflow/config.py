@@ -27,14 +27,8 @@ from style_transfer.pix2pix import Pix2PixConfig
 from style_transfer.synthetic_masks import SyntheticMaskConfig
 from unet_ensemble.config import UNetConfig
 from workflow.files import InputError, write_json
+from workflow.images import InputConfig
 from workflow.tiling import TilingConfig
-
-
-@dataclass
-class InputConfig:
-    """How any image becomes the networks' 8-bit RGB input."""
-
-    stretch_percentiles: tuple[float, float] = (0.1, 99.9)
 
 
 @dataclass

@@ -9,6 +9,7 @@ file's own (uint8 or uint16 usually; other numeric types are kept as they are).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -101,32 +102,67 @@ def _validate(path: Path, image: np.ndarray) -> np.ndarray:
     return image
 
 
-def to_rgb8(image: np.ndarray, percentiles: tuple[float, float] = (0.1, 99.9)) -> np.ndarray:
-    """Network input: (H, W, 3) uint8. Gray is repeated to 3 channels and alpha dropped;
-    8-bit data is kept as is, anything else (16-bit, float) is stretched per channel
-    between the given percentiles so dim 16-bit images use the full range.
+@dataclass
+class InputConfig:
+    """How any image becomes the networks' 8-bit RGB input."""
+
+    normalize: bool = True  # stretch every image (8-bit too) between the percentiles; False: 8-bit as is, 16-bit / 257, float x 255
+    stretch_percentiles: tuple[float, float] = (0.1, 99.9)
+    per_channel: bool = False  # colour images: stretch each channel on its own (False: one range for all, keeping the colour balance)
+
+    def __post_init__(self) -> None:
+        low, high = self.stretch_percentiles
+        if not 0 <= low < high <= 100:
+            raise ValueError(f"stretch_percentiles must satisfy 0 <= low < high <= 100, got {list(self.stretch_percentiles)}")
+
+
+def to_rgb8(image: np.ndarray, norm: InputConfig | None = None) -> np.ndarray:
+    """Network input: (H, W, 3) uint8. Gray is repeated to 3 channels and alpha dropped; with
+    `norm.normalize` (the default) intensities are stretched between percentiles whatever the
+    dtype, so dim 8-bit images reach the networks as bright as 16-bit ones. Non-finite pixels
+    are left out of the stretch and become 0.
     """
+    norm = norm or InputConfig()
     if image.ndim == 2:
         image = image[:, :, None]
     image = image[:, :, :3]
-    if image.dtype != np.uint8:
-        image = _stretch_per_channel(image, percentiles)
+    if norm.normalize:
+        image = _stretch(image, norm.stretch_percentiles, norm.per_channel)
+    else:
+        image = _fixed_range(image)
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
     return np.ascontiguousarray(image)
 
 
-def _stretch_per_channel(image: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
-    """Map each channel's [low, high] percentile range linearly onto 0..255."""
-    out = np.empty(image.shape, dtype=np.uint8)
-    for c in range(image.shape[2]):
-        channel = image[:, :, c].astype(np.float32)
-        low, high = np.percentile(channel, percentiles)
+def _fixed_range(image: np.ndarray) -> np.ndarray:
+    """Without normalisation: 8-bit kept, 16-bit divided by 257, float taken as 0..1, other integers clipped."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return (image // 257).astype(np.uint8)
+    values = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if np.issubdtype(image.dtype, np.floating):
+        values = values * 255.0
+    return np.clip(values, 0, 255).round().astype(np.uint8)
+
+
+def _stretch(image: np.ndarray, percentiles: tuple[float, float], per_channel: bool) -> np.ndarray:
+    """Map the [low, high] percentile range linearly onto 0..255, per channel or over all channels."""
+    values = image.astype(np.float32)
+    finite = np.isfinite(values)
+    groups = [[c] for c in range(values.shape[2])] if per_channel else [list(range(values.shape[2]))]
+    out = np.zeros(values.shape, dtype=np.uint8)
+    for channels in groups:
+        part, valid = values[:, :, channels], finite[:, :, channels]
+        if not valid.any():
+            continue
+        low, high = np.percentile(part[valid], percentiles)
         if high <= low:
-            high = channel.max()
-            low = channel.min()
+            low, high = part[valid].min(), part[valid].max()
         scale = 255.0 / (high - low) if high > low else 0.0
-        out[:, :, c] = np.clip((channel - low) * scale, 0, 255).round().astype(np.uint8)
+        stretched = np.clip((np.where(valid, part, low) - low) * scale, 0, 255).round()
+        out[:, :, channels] = stretched.astype(np.uint8)
     return out
 
 
