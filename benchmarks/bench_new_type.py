@@ -1,22 +1,19 @@
-"""The point of `nucflow train`: an image type held out of training, before and after adapting to it.
+"""Leave-type-out benchmark: image types held out of training, zero-shot and after `nucflow train`.
 
-Usage (from the repository root; a GPU makes the training steps practical):
-    uv run python benchmarks/bench_new_type.py ../shared/data/dsb2018 --work runs/new_type \
-        --out benchmarks/results/new_type.md
-The CPU-sized run in the README added: --methods fast --set size.target_diameter=32
-    --set presegment.train.iterations=1200 --set presegment.train.val_every=600
-    --set adapt.presegmenter_iterations=500 --set pix2pix.iterations=1000
-    --set pix2pix.batch_size=1 --set adapt.masks_per_cluster=60
+Usage (from the repository root):
+    uv run python benchmarks/bench_new_type.py ../shared/data/dsb2018 --work runs/lto-new \
+        --held-out stained_tissue stained_cells --set presegment.train.max_minutes=85
 
-1. Cluster every image of the data by style; hold out one cluster (default: the most
-   colourful one, i.e. the H&E-like images), so no image of that type is trained on.
-2. "before": train a presegmenter and a U-Net ensemble from scratch on the other images
-   (`--set` overrides such as presegment.train.iterations=... apply; or pass trained folders
-   with --before-presegmenter / --before-ensemble).
-3. "after": `nucflow train` on the held-out images WITHOUT their masks, starting from the
-   "before" models (presegment -> synthetic masks -> pix2pix -> synthetic pairs -> fine-tuning).
-4. Score the fast and full paths of both on the held-out images against their masks
-   (`--methods fast` leaves the U-Nets out: no ensemble is trained, fine-tuned or scored).
+1. `types.csv` of the data folder gives each image its type; every image of the `--held-out`
+   types (train and val alike) is held out, so no model here ever sees one.
+2. A presegmenter (and with `--methods full` a U-Net ensemble) is trained from scratch on the
+   train images of the other types, validated on their val images (`--set` overrides apply, so
+   two recipes can be compared; or pass a trained folder with --before-presegmenter).
+3. Zero-shot: the fast (and full) path scored on the held-out images, per held-out type, and
+   on the other types' val images.
+4. With --adapt: `nucflow train` on the held-out images WITHOUT their masks, starting from those
+   models, then the same scores again.
+Figures go to `WORK/results.json` (one entry per models x method x image set) and to `--out`.
 Every step is resumable: rerun the same command after an interruption.
 """
 
@@ -24,19 +21,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from workflow.adapt import STAGES, train_on_images
-from workflow.cluster_folder import cluster_folder
 from workflow.config import NucflowConfig, load_config
 from workflow.evaluate import score_segmenter
-from workflow.files import list_images, write_text
-from workflow.images import read_image, to_rgb8
+from workflow.files import list_images, write_json, write_text
 from workflow.metrics import mean_scores
 from workflow.predict import build_segmenter
 from workflow.runtime import device_name, resolve_device, setup_logging
@@ -44,19 +39,13 @@ from workflow.training import train_presegmenter, train_unet_ensemble
 from workflow.training_data import find_mask, load_pair, read_split
 
 
-def colourfulness(path: Path) -> float:
-    """Mean spread between an image's colour channels: about 0 for gray images, large for stained ones."""
-    rgb = to_rgb8(read_image(path)).astype(np.int16)
-    return float((rgb.max(axis=2) - rgb.min(axis=2)).mean())
+def read_type_table(data: Path) -> dict[str, str]:
+    with (data / "types.csv").open(newline="") as handle:
+        return {row["image_id"]: row["type"] for row in csv.DictReader(handle)}
 
 
-def read_clusters(path: Path) -> dict[str, int]:
-    with path.open(newline="") as handle:
-        return {row["image"]: int(row["cluster"]) for row in csv.DictReader(handle)}
-
-
-def link_subset(data: Path, stems: list[str], folder: Path, split: dict[str, str] | None) -> Path:
-    """A data folder (images/, masks/, optional split.csv) of symbolic links to `stems` of `data`."""
+def link_subset(data: Path, stems: list[str], folder: Path, split: dict[str, str] | None, types: dict[str, str]) -> Path:
+    """A data folder (images/, masks/, types.csv, optional split.csv) of symbolic links to `stems` of `data`."""
     for sub in ("images", "masks"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     images = {p.stem: p for p in list_images(data / "images")}
@@ -65,54 +54,47 @@ def link_subset(data: Path, stems: list[str], folder: Path, split: dict[str, str
             link = folder / sub / source.name
             if not link.exists():
                 link.symlink_to(source.resolve())
+    write_text(folder / "types.csv", "image_id,type\n" + "".join(f"{s},{types[s]}\n" for s in stems))
     if split is not None:
         write_text(folder / "split.csv", "image_id,subset\n" + "".join(f"{s},{split[s]}\n" for s in stems))
     return folder
 
 
-def score(method: str, cfg: NucflowConfig, held: Path) -> dict[str, float]:
-    """Mean scores of a method on the held-out images at their own size."""
-    pairs = [load_pair(p, find_mask(held / "masks", p.stem), cfg.input.stretch_percentiles) for p in list_images(held / "images")]
+def score(method: str, cfg: NucflowConfig, folder: Path, stems: list[str]) -> dict[str, float]:
+    """Mean scores of a method on `stems` of `folder` at their own size, and seconds per image."""
+    images = {p.stem: p for p in list_images(folder / "images")}
+    pairs = [load_pair(images[s], find_mask(folder / "masks", s), cfg.input) for s in stems]
     scores, seconds = score_segmenter(build_segmenter(method, replace(cfg, method=method)), pairs)
-    return {**mean_scores(scores), "seconds": seconds}
+    return {**mean_scores(scores), "images": len(pairs), "seconds": seconds}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="folder with images/, masks/, split.csv")
-    parser.add_argument("--work", type=Path, required=True, help="folder for the clusters, subsets and training runs")
-    parser.add_argument("--k", type=int, help="clusters (default: chosen by silhouette)")
-    parser.add_argument("--held-out", type=int, help="cluster to hold out (default: the most colourful)")
-    parser.add_argument("--before-presegmenter", help="trained presegmenter folder to use as 'before' (skips its training)")
-    parser.add_argument("--before-ensemble", help="trained U-Net ensemble folder to use as 'before' (skips its training)")
-    parser.add_argument("--methods", nargs="+", choices=("fast", "full"), default=["fast", "full"],
-                        help="paths to score (fast alone trains no U-Nets)")
-    parser.add_argument("--single-experiment", action="store_true", help="nucflow train treats the held-out images as one style")
+    parser.add_argument("data", type=Path, help="folder with images/, masks/, split.csv, types.csv")
+    parser.add_argument("--work", type=Path, required=True, help="folder for the subsets, training runs and results")
+    parser.add_argument("--held-out", nargs="+", default=["stained_tissue", "stained_cells"], help="types (types.csv) to hold out")
+    parser.add_argument("--before-presegmenter", help="trained presegmenter folder to use (skips its training)")
+    parser.add_argument("--before-ensemble", help="trained U-Net ensemble folder to use (skips its training)")
+    parser.add_argument("--methods", nargs="+", choices=("fast", "full"), default=["fast"], help="paths to score (fast alone trains no U-Nets)")
+    parser.add_argument("--adapt", action="store_true", help="also run nucflow train on the held-out images (no masks) and score again")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/new_type.md"))
+    parser.add_argument("--out", type=Path, help="markdown report (default: WORK/report.md)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     setup_logging(0)
     cfg = load_config(overrides=args.overrides)
-    if args.k:
-        cfg.cluster.k = args.k
     started = time.monotonic()
-    clusters_csv = args.work / "clusters" / "clusters.csv"
-    if not clusters_csv.is_file():
-        cluster_folder(args.data / "images", clusters_csv.parent, cfg)
-    cluster_of = read_clusters(clusters_csv)
-    images = {p.stem: p for p in list_images(args.data / "images")}
-    held_out = args.held_out
-    if held_out is None:
-        colour = {k: np.mean([colourfulness(images[s]) for s in cluster_of if cluster_of[s] == k]) for k in set(cluster_of.values())}
-        held_out = max(colour, key=colour.get)
-    held_stems = sorted(s for s, k in cluster_of.items() if k == held_out)
-    split = read_split(args.data)
-    rest = link_subset(args.data, sorted(s for s in cluster_of if cluster_of[s] != held_out and s in split), args.work / "rest", split)
-    held = link_subset(args.data, held_stems, args.work / "held", None)
-    print(f"held out cluster {held_out}: {len(held_stems)} images; training on {len(list_images(rest / 'images'))}", flush=True)
+    types, split = read_type_table(args.data), read_split(args.data)
+    unknown = sorted(set(args.held_out) - set(types.values()))
+    if unknown:
+        parser.error(f"unknown type {unknown[0]!r}; types.csv has {', '.join(sorted(set(types.values())))}")
+    held_stems = sorted(s for s in types if types[s] in args.held_out)
+    rest_stems = sorted(s for s in types if types[s] not in args.held_out and s in split)
+    rest = link_subset(args.data, rest_stems, args.work / "rest", split, types)
+    held = link_subset(args.data, held_stems, args.work / "held", None, types)
+    print(f"held out {', '.join(args.held_out)}: {len(held_stems)} images; training on the other {len(rest_stems)}", flush=True)
 
     before = replace(cfg, presegment=replace(cfg.presegment, model=args.before_presegmenter), unet=replace(cfg.unet, model=args.before_ensemble))
     if args.before_presegmenter is None:
@@ -121,33 +103,43 @@ def main() -> None:
     if args.before_ensemble is None and "full" in args.methods:
         train_unet_ensemble(rest, args.work / "before" / "unet", cfg)
         before.unet.model = str(args.work / "before" / "unet" / "ensemble")
-    stages = tuple(s for s in STAGES if s != "unet" or "full" in args.methods)
-    train_on_images(held / "images", args.work / "after", before, single_experiment=args.single_experiment, stages=stages)
-    models = args.work / "after" / "models"
-    after = replace(before, presegment=replace(before.presegment, model=str(models / "presegment")))
-    if "full" in args.methods:
-        after.unet = replace(before.unet, model=str(models / "unet"))
+    settings = [("zero-shot", before)]
+    if args.adapt:
+        stages = tuple(s for s in STAGES if s != "unet" or "full" in args.methods)
+        train_on_images(held / "images", args.work / "after", before, stages=stages)
+        models = args.work / "after" / "models"
+        after = replace(before, presegment=replace(before.presegment, model=str(models / "presegment")))
+        if "full" in args.methods:
+            after.unet = replace(before.unet, model=str(models / "unet"))
+        settings.append(("after nucflow train (no masks)", after))
 
-    rows = []
-    for name, settings in (("before", before), ("after (nucflow train, no masks)", after)):
+    results_path = args.work / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    image_sets = {f"held out: {t}": (held, [s for s in held_stems if types[s] == t]) for t in args.held_out}
+    image_sets["held out: all"] = (held, held_stems)
+    image_sets["val of the other types"] = (rest, [s for s in rest_stems if split[s] == "val"])
+    for name, settings_cfg in settings:
         for method in args.methods:
-            figures = score(method, settings, held)
-            rows.append(f"| {name} | {method} | {figures['dsb']:.4f} | {figures['ap50']:.4f} | {figures['f1']:.4f} |")
-            print(rows[-1], flush=True)
+            for set_name, (folder, stems) in image_sets.items():
+                key = f"{name} | {method} | {set_name}"
+                if key not in results:
+                    results[key] = score(method, settings_cfg, folder, stems)
+                    write_json(results_path, results)
+                print(key, json.dumps({k: round(v, 4) for k, v in results[key].items()}), flush=True)
+    rows = [f"| {key} | {r['images']} | {r['dsb']:.4f} | {r['ap50']:.4f} | {r['f1']:.4f} | {r['seconds']:.2f} |" for key, r in results.items()]
     report = "\n".join([
-        f"# A held-out image type: {args.data.name} cluster {held_out} ({len(held_stems)} images), before and after `nucflow train`",
+        f"# Leave-type-out: {', '.join(args.held_out)} held out of {args.data.name} ({len(held_stems)} images)",
         "",
-        f"Machine: {device_name(resolve_device(cfg.device))}; one run, {time.strftime('%Y-%m-%d')}, {(time.monotonic() - started) / 60:.0f} min in all.",
-        f"Settings changed from the defaults: {', '.join(args.overrides) or 'none'}"
-        f"{'; nucflow train --single-experiment' if args.single_experiment else ''}.",
-        "The 'before' models never saw an image of the held-out cluster; 'after' adapted to its images without their masks.",
+        f"Machine: {device_name(resolve_device(cfg.device))}, {args.threads} torch threads; {time.strftime('%Y-%m-%d')}, "
+        f"{(time.monotonic() - started) / 60:.0f} min in this call.",
+        f"Settings changed from the defaults: {', '.join(args.overrides) or 'none'}.",
         "",
-        "| models | method | DSB score | AP@0.5 | F1@0.5 |",
-        "|---|---|---|---|---|",
+        "| models | method | images | n | DSB score | AP@0.5 | F1@0.5 | s / image |",
+        "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
     ])
-    write_text(args.out, report)
+    write_text(args.out or args.work / "report.md", report)
     print(report)
 
 

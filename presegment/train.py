@@ -94,8 +94,10 @@ def train(
     device: torch.device | str = "cpu",
     resume: bool = True,
     initial_model: nn.Module | None = None,
+    groups: list[str] | None = None,
 ) -> dict:
     """Train, validating every `val_every` iterations; returns the best validation figures.
+    `groups` (an image type per training pair) balances the sampling between types.
 
     `out_dir/checkpoint.pt` lets a rerun resume; `out_dir/model/` holds the best model.
     `card` (training data description etc.) is written into the model's `model.json`.
@@ -105,7 +107,7 @@ def train(
     rng = np.random.default_rng(cfg.seed)
     model = (initial_model or build_model(arch)).to(device).train()
     run = TrainingRun(model, cfg, out_dir, rng, device, resume, cfg.grad_clip)
-    sampler = CropSampler(train_pairs, cfg.crop_size, rng, cfg.augment)
+    sampler = CropSampler(train_pairs, cfg.crop_size, rng, cfg.augment, groups)
     val_subset = val_pairs[: cfg.val_limit] if cfg.val_limit else val_pairs
     running: dict[str, float] = {}
     while not run.finished:

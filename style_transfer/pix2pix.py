@@ -53,8 +53,7 @@ class Pix2PixConfig:
     seed: int = 0
     generator: GeneratorArchitecture = field(default_factory=GeneratorArchitecture)
     # Style is what is learned: only geometric augmentation, never photometric.
-    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(
-        scale_range=(0.9, 1.1), p_contrast=0, p_equalize=0, p_invert=0, p_blur=0, p_noise=0, p_channel_shuffle=0))
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig.geometric(scale_range=(0.9, 1.1)))
 
 
 class Generator(nn.Module):

@@ -4,7 +4,17 @@ import torch
 from torch import nn
 
 from tests.synthetic import disks, nucleus_image
-from workflow.augment import AugmentConfig, CropSampler, augment_pair, flip_rot90, random_crop
+from workflow.augment import (
+    AugmentConfig,
+    CropSampler,
+    augment_pair,
+    flip_rot90,
+    random_crop,
+    recolour,
+    rotate_hue,
+    sampling_weights,
+    stain_jitter,
+)
 from workflow.images import to_rgb8
 from workflow.optim import TrainingRun, make_optimizer, warmup_cosine
 
@@ -38,7 +48,7 @@ def test_training_run_resumes_and_ranks_by_the_score_even_from_an_older_checkpoi
 def test_image_and_labels_stay_aligned_under_augmentation(rng):
     labels = disks((100, 120), ((30, 30), (60, 90)), 10)
     image = to_rgb8(nucleus_image(labels))
-    cfg = AugmentConfig(p_contrast=0, p_equalize=0, p_invert=0, p_blur=0, p_noise=0, p_channel_shuffle=0)
+    cfg = AugmentConfig.geometric()
     for _ in range(10):
         crop, crop_labels = augment_pair(image, labels, 64, rng, cfg)
         assert crop.shape == (64, 64, 3) and crop_labels.shape == (64, 64)
@@ -58,6 +68,57 @@ def test_random_crop_pads_small_images_and_flip_rot90_is_a_symmetry(rng):
 def test_crop_sampler_prefers_large_images(rng):
     small = (np.zeros((10, 10, 3), np.uint8), np.zeros((10, 10), np.int32))
     large = (np.full((100, 100, 3), 255, np.uint8), np.zeros((100, 100), np.int32))
-    cfg = AugmentConfig(p_contrast=0, p_equalize=0, p_invert=0, p_blur=0, p_noise=0, p_channel_shuffle=0, scale_range=(1, 1))
+    cfg = AugmentConfig.geometric(scale_range=(1, 1))
     crops = CropSampler([small, large], 8, rng, cfg).sample(200)
     assert sum(c[0].mean() > 100 for c in crops) > 180  # 100x the area: ~99% of crops
+
+
+def test_type_balanced_sampling_gives_a_rare_type_its_share(rng):
+    common = [(np.zeros((50, 50, 3), np.uint8), np.zeros((50, 50), np.int32))] * 90
+    rare = [(np.full((50, 50, 3), 255, np.uint8), np.zeros((50, 50), np.int32))] * 10
+    groups = ["fluorescence"] * 90 + ["stained"] * 10
+    cfg = AugmentConfig.geometric(scale_range=(1, 1))
+    weights = CropSampler(common + rare, 8, rng, cfg, groups).weights
+    assert weights[90:].sum() == pytest.approx(10**0.5 / (10**0.5 + 90**0.5))  # balance 0.5: 25 %, not 10 %
+    cfg.group_balance = 0.0
+    assert CropSampler(common + rare, 8, rng, cfg, groups).weights[90:].sum() == pytest.approx(0.5)
+    cfg.group_balance = 1.0
+    assert CropSampler(common + rare, 8, rng, cfg, groups).weights[90:].sum() == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="2 group names for 100 images"):
+        CropSampler(common + rare, 8, rng, cfg, ["a", "b"])
+
+
+def test_sampling_within_a_type_stays_proportional_to_area():
+    weights = sampling_weights([100, 300, 50], ["a", "a", "b"], 0.0)
+    np.testing.assert_allclose(weights, [0.125, 0.375, 0.5])
+
+
+def test_colour_augmentations_keep_the_nuclei_visible(rng):
+    labels = disks((64, 64), [(20, 20), (44, 40)], 8)
+    image = to_rgb8(nucleus_image(labels))
+    inside, outside = labels > 0, labels == 0
+    for _ in range(20):
+        recoloured = recolour(image, rng).astype(float)
+        gap = recoloured[inside].mean(axis=0) - recoloured[outside].mean(axis=0)
+        assert np.abs(gap @ [0.299, 0.587, 0.114]) > 25  # two colours 60+ apart in luminance, either way round
+    jittered = stain_jitter(image, rng)
+    assert jittered.shape == image.shape and jittered.dtype == np.uint8
+    assert jittered[inside].mean() != jittered[outside].mean()
+    turned = rotate_hue(np.dstack([np.full((4, 4), 200), np.full((4, 4), 40), np.full((4, 4), 40)]).astype(np.uint8), 60)
+    assert turned[0, 0, 1] > turned[0, 0, 0]  # red turned 120 degrees is green
+
+
+def test_geometric_augmentation_turns_every_photometric_step_off():
+    cfg = AugmentConfig.geometric((0.9, 1.1))
+    probabilities = {k: v for k, v in vars(cfg).items() if k.startswith("p_")}
+    assert probabilities.pop("p_flip_rot") == 1.0 and set(probabilities.values()) == {0.0}
+    assert cfg.scale_range == (0.9, 1.1)
+
+
+def test_full_augmentation_changes_images_but_not_labels(rng):
+    labels = disks((64, 64), [(32, 32)], 10)
+    image = to_rgb8(nucleus_image(labels))
+    cfg = AugmentConfig(scale_range=(1, 1), p_flip_rot=0, p_stain_jitter=1, p_hue=1, p_recolour=1, p_gamma=1, p_dim=1)
+    crop, crop_labels = augment_pair(image, labels, 64, rng, cfg)
+    np.testing.assert_array_equal(crop_labels, labels)
+    assert crop.dtype == np.uint8 and not np.array_equal(crop, image)

@@ -132,14 +132,16 @@ def train_member(
     device: torch.device | str = "cpu",
     resume: bool = True,
     initial_model: nn.Module | None = None,
+    groups: list[str] | None = None,
 ) -> dict:
-    """Train one member; `out_dir/model/` gets the best one, `out_dir/checkpoint.pt` the latest state."""
+    """Train one member; `out_dir/model/` gets the best one, `out_dir/checkpoint.pt` the latest state.
+    `groups` (an image type per training pair) balances the sampling between types."""
     out_dir, device = Path(out_dir), torch.device(device)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = (initial_model or build_unet(arch)).to(device).train()
     run = TrainingRun(model, cfg, out_dir, rng, device, resume)
-    sampler = CropSampler(train_pairs, cfg.crop_size, rng, cfg.augment)
+    sampler = CropSampler(train_pairs, cfg.crop_size, rng, cfg.augment, groups)
     running = 0.0
     while not run.finished:
         images, targets = _batch(sampler, cfg, arch, target_sigma, device)

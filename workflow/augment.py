@@ -1,16 +1,20 @@
 """Joint augmentation of an image and its label image (they cannot drift apart).
 
 A leaf module shared by every training stage. Images are (H, W, 3) uint8, labels 2-D int.
-The photometric steps follow the reference: contrast stretch, histogram equalisation,
-inversion, Gaussian blur, Gaussian / speckle / salt-and-pepper noise.
+The photometric steps follow the reference (contrast stretch, histogram equalisation,
+inversion, Gaussian blur, Gaussian / speckle / salt-and-pepper noise) and add what makes a
+model meet image types it was not trained on: stain jitter in HED space, hue rotation,
+random two-colour renderings of an image (white on black becomes purple on pink, say), gray
+conversion, gamma and dimming.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
+from skimage.color import hed2rgb, rgb2hed
 
 from workflow.labels import resize_labels
 
@@ -19,7 +23,7 @@ from workflow.labels import resize_labels
 class AugmentConfig:
     """Probabilities and ranges of the random transforms used in training."""
 
-    scale_range: tuple[float, float] = (0.7, 1.4)  # random zoom around the size-normalised scale
+    scale_range: tuple[float, float] = (0.5, 2.0)  # random zoom around the size-normalised scale (wide: size estimates err)
     p_flip_rot: float = 1.0
     p_contrast: float = 0.3
     p_equalize: float = 0.1
@@ -27,6 +31,19 @@ class AugmentConfig:
     p_blur: float = 0.2
     p_noise: float = 0.2
     p_channel_shuffle: float = 0.2
+    p_stain_jitter: float = 0.3  # scale and shift the haematoxylin, eosin and DAB densities (HED space)
+    p_hue: float = 0.2  # rotate the hue by a random angle
+    p_recolour: float = 0.2  # render the image's brightness between two random colours (either way round)
+    p_gray: float = 0.1  # colour -> gray (repeated to 3 channels)
+    p_gamma: float = 0.3  # gamma between 0.5 and 2
+    p_dim: float = 0.1  # scale intensities down to 10-50 % (a dim 8-bit acquisition)
+    group_balance: float = 0.5  # sampling of image groups (types): share of a group ~ its size ** this (1 = by size, 0 = equal)
+
+    @classmethod
+    def geometric(cls, scale_range: tuple[float, float] = (0.7, 1.4)) -> AugmentConfig:
+        """Zoom, flips and rotations only: every photometric probability 0 (pix2pix learns the style itself)."""
+        off = {f.name: 0.0 for f in fields(cls) if f.name.startswith("p_") and f.name != "p_flip_rot"}
+        return cls(scale_range=scale_range, **off)
 
 
 def random_crop(
@@ -60,8 +77,19 @@ def flip_rot90(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) 
 
 def photometric(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
     """Random intensity changes that leave the objects where they are."""
+    if rng.random() < cfg.p_recolour:
+        image = recolour(image, rng)
+    if rng.random() < cfg.p_stain_jitter:
+        image = stain_jitter(image, rng)
+    if rng.random() < cfg.p_hue:
+        image = rotate_hue(image, int(rng.integers(1, 180)))
+    if rng.random() < cfg.p_gray:
+        image = np.repeat(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
     if rng.random() < cfg.p_channel_shuffle:
         image = image[:, :, rng.permutation(3)]
+    if rng.random() < cfg.p_gamma:
+        gamma = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
+        image = (255.0 * (image / 255.0) ** gamma).round().astype(np.uint8)
     if rng.random() < cfg.p_contrast:
         low, high = np.percentile(image, [rng.uniform(0, 5), rng.uniform(95, 100)])
         if high > low:
@@ -75,7 +103,37 @@ def photometric(image: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig)
         image = cv2.GaussianBlur(image, (0, 0), sigma)
     if rng.random() < cfg.p_noise:
         image = _noise(image, rng)
+    if rng.random() < cfg.p_dim:
+        image = (image * rng.uniform(0.1, 0.5)).round().astype(np.uint8)
     return np.ascontiguousarray(image)
+
+
+def stain_jitter(image: np.ndarray, rng: np.random.Generator, scale: float = 0.25, shift: float = 0.05) -> np.ndarray:
+    """Each stain density (haematoxylin, eosin, DAB) scaled by 1 +- `scale` and shifted by +- `shift`
+    (Tellez et al. 2018): a stained image of another lab's colours."""
+    hed = rgb2hed(image)
+    hed = hed * rng.uniform(1 - scale, 1 + scale, 3) + rng.uniform(-shift, shift, 3)
+    return np.clip(hed2rgb(hed) * 255.0, 0, 255).round().astype(np.uint8)
+
+
+def rotate_hue(image: np.ndarray, degrees_half: int) -> np.ndarray:
+    """Hue turned by `degrees_half` x 2 degrees (OpenCV's 8-bit hue runs 0..179)."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
+    hsv[:, :, 0] = (hsv[:, :, 0].astype(np.int16) + degrees_half) % 180
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def recolour(image: np.ndarray, rng: np.random.Generator, min_contrast: float = 60.0) -> np.ndarray:
+    """The image's brightness rendered from one random colour (dark parts) to another (bright parts),
+    the two at least `min_contrast` apart in luminance; either may be the brighter, so bright nuclei on
+    black can come out dark purple on pink, as in a stained section."""
+    luminance = np.array([0.299, 0.587, 0.114])
+    while True:
+        low, high = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+        if abs(float((high - low) @ luminance)) >= min_contrast:
+            break
+    gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)[:, :, None] / 255.0
+    return np.clip(low + gray * (high - low), 0, 255).round().astype(np.uint8)
 
 
 def _noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -105,15 +163,36 @@ def augment_pair(
     return photometric(image, rng, cfg), labels
 
 
-class CropSampler:
-    """Augmented random crops of (image, labels) pairs; images drawn with probability
-    proportional to their area, so large images give more crops (as in the reference).
-    """
+def sampling_weights(areas: list[float], groups: list[str] | None, balance: float) -> np.ndarray:
+    """Probability of drawing each image: within a group proportional to its area (large images
+    give more crops, as in the reference); a group's share proportional to its image count ** `balance`,
+    so the few images of a rare type are not drowned by a common one."""
+    areas = np.asarray(areas, dtype=np.float64)
+    if groups is None:
+        return areas / areas.sum()
+    names, index = np.unique(np.asarray(groups), return_inverse=True)
+    counts = np.bincount(index, minlength=len(names)).astype(np.float64)
+    shares = counts**balance / (counts**balance).sum()
+    group_area = np.bincount(index, weights=areas, minlength=len(names))
+    return shares[index] * areas / group_area[index]
 
-    def __init__(self, pairs: list[tuple[np.ndarray, np.ndarray]], crop_size: int, rng: np.random.Generator, cfg: AugmentConfig):
+
+class CropSampler:
+    """Augmented random crops of (image, labels) pairs, drawn by `sampling_weights` (area within a
+    group, optional `groups` balanced by `cfg.group_balance`)."""
+
+    def __init__(
+        self,
+        pairs: list[tuple[np.ndarray, np.ndarray]],
+        crop_size: int,
+        rng: np.random.Generator,
+        cfg: AugmentConfig,
+        groups: list[str] | None = None,
+    ):
         self.pairs, self.crop_size, self.rng, self.cfg = pairs, crop_size, rng, cfg
-        areas = np.array([image.shape[0] * image.shape[1] for image, _ in pairs], dtype=np.float64)
-        self.weights = areas / areas.sum()
+        if groups is not None and len(groups) != len(pairs):
+            raise ValueError(f"{len(groups)} group names for {len(pairs)} images")
+        self.weights = sampling_weights([image.shape[0] * image.shape[1] for image, _ in pairs], groups, cfg.group_balance)
 
     def sample(self, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """`count` augmented (image, labels) crops."""

@@ -6,7 +6,8 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import replace
+from collections import Counter
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from presegment.storage import load_model, update_card
@@ -21,7 +22,7 @@ from workflow.runtime import device_name, resolve_device
 from workflow.evaluate import score_segmenter
 from workflow.metrics import mean_scores
 from workflow.predict import fast_segmenter
-from workflow.training_data import load_annotated, read_split
+from workflow.training_data import load_annotated, read_split, read_types
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,14 @@ def training_size(cfg: NucflowConfig, start_from: str | os.PathLike | None, opti
     if size != cfg.size.target_diameter:
         log.info("fine-tuning at the starting model's nucleus size, %g px (not size.target_diameter %g)", size, cfg.size.target_diameter)
     return size
+
+
+def training_data_card(data_dir: Path, n_train: int, n_val: int, groups: list[str] | None) -> dict:
+    """The model card's description of its training data, with the image count per type when types are known."""
+    card = {"folder": data_dir.name, "train_images": n_train, "val_images": n_val}
+    if groups is not None:
+        card["train_types"] = dict(sorted(Counter(groups).items()))
+    return card
 
 
 def require_train_and_val(data_dir: Path) -> None:
@@ -87,14 +96,14 @@ def train_presegmenter(
     target = training_size(cfg, start_from, "--start-from")
     require_train_and_val(data_dir)
     check_run_origin(out_dir, start_from, target, resume)  # before the slow data loading
-    percentiles = cfg.input.stretch_percentiles
-    train_pairs, _ = load_annotated(data_dir, "train", target, percentiles)
-    val_pairs, _ = load_annotated(data_dir, "val", target, percentiles)
+    train_pairs, stems = load_annotated(data_dir, "train", target, cfg.input)
+    val_pairs, _ = load_annotated(data_dir, "val", target, cfg.input)
+    groups = read_types(data_dir, stems)
     cfg.save(out_dir)
     card = {
         "target_diameter": target,
-        "input": {"format": "RGB uint8 (gray repeated, alpha dropped)", "stretch_percentiles": list(percentiles)},
-        "training_data": {"folder": data_dir.name, "train_images": len(train_pairs), "val_images": len(val_pairs)},
+        "input": {"format": "RGB uint8 (gray repeated, alpha dropped)", **asdict(cfg.input)},
+        "training_data": training_data_card(data_dir, len(train_pairs), len(val_pairs), groups),
     }
     initial = None
     card["initialised_from"] = str(start_from) if start_from else "random"
@@ -105,7 +114,7 @@ def train_presegmenter(
     device = resolve_device(cfg.device)
     log.info("training presegmenter %s on %d images (val %d) on %s", cfg.presegment.architecture.backbone, len(train_pairs), len(val_pairs), device)
     best = train_presegment_model(
-        train_pairs, val_pairs, cfg.presegment.architecture, cfg.presegment.train, out_dir, card, device, resume, initial
+        train_pairs, val_pairs, cfg.presegment.architecture, cfg.presegment.train, out_dir, card, device, resume, initial, groups
     )
     fast_path = validate_fast_path(out_dir / "model", data_dir, cfg)
     update_card(out_dir / "model", validation_fast_path=fast_path)
@@ -115,7 +124,7 @@ def train_presegmenter(
 
 def validate_fast_path(model_folder: Path, data_dir: Path, cfg: NucflowConfig) -> dict:
     """Scores of the whole fast path (size estimate included) on the val images at their own scale."""
-    pairs, _ = load_annotated(data_dir, "val", None, cfg.input.stretch_percentiles)
+    pairs, _ = load_annotated(data_dir, "val", None, cfg.input)
     scores, seconds = score_segmenter(fast_segmenter(replace(cfg, presegment=replace(cfg.presegment, model=str(model_folder)))), pairs)
     return {
         "images": len(scores),
@@ -148,10 +157,11 @@ def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
     target = training_size(cfg, cfg.unet.start_from, "unet.start_from")
     require_train_and_val(data_dir)
     check_run_origin(out_dir, cfg.unet.start_from, target, resume)  # before the slow data loading
-    train_pairs, _ = load_annotated(data_dir, "train", target, cfg.input.stretch_percentiles)
-    val_pairs, _ = load_annotated(data_dir, "val", target, cfg.input.stretch_percentiles)
+    train_pairs, stems = load_annotated(data_dir, "train", target, cfg.input)
+    val_pairs, _ = load_annotated(data_dir, "val", target, cfg.input)
+    groups = read_types(data_dir, stems)
     cfg.save(out_dir)
-    card = {"target_diameter": target, "training_data": {"folder": data_dir.name, "train_images": len(train_pairs), "val_images": len(val_pairs)}}
+    card = {"target_diameter": target, "training_data": training_data_card(data_dir, len(train_pairs), len(val_pairs), groups)}
     device, results = resolve_device(cfg.device), []
     for index, (sigma, seed) in enumerate(zip(cfg.unet.sigmas, cfg.unet.seeds)):
         member_dir = out_dir / f"member-{index}"
@@ -163,7 +173,7 @@ def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
             start = transfer_weights(source_model, build_unet(cfg.unet.architecture)).to(device).train()
             log.info("member %d starts from the weights of %s", index + 1, source)
             member_card["initial_model"] = initial_model_summary(source_card)
-        results.append(train_member(train_pairs, val_pairs, cfg.unet.architecture, cfg.unet.train, sigma, seed, member_dir, member_card, device, resume, start))
+        results.append(train_member(train_pairs, val_pairs, cfg.unet.architecture, cfg.unet.train, sigma, seed, member_dir, member_card, device, resume, start, groups))
         ensemble_member = out_dir / "ensemble" / f"member-{index}"
         if ensemble_member.exists():
             shutil.rmtree(ensemble_member)

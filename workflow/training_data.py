@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from workflow.files import InputError, list_images
-from workflow.images import read_image, resize_image, scaled_shape, size_scale, to_rgb8
+from workflow.images import InputConfig, read_image, resize_image, scaled_shape, size_scale, to_rgb8
 from workflow.labels import median_diameter, read_labels, resize_labels
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,27 @@ def read_split(data_dir: Path) -> dict[str, str]:
         return {row["image_id"]: row["subset"] for row in csv.DictReader(handle)}
 
 
-def load_pair(image_path: Path, mask_path: Path, percentiles: tuple[float, float]) -> Pair:
+def read_types(data_dir: Path, stems: list[str]) -> list[str] | None:
+    """The image type of each of `stems` from `data_dir/types.csv` (image_id,type,...), for
+    type-balanced sampling; None when the folder has no such file. Images it does not list
+    form their own group, 'unlisted'."""
+    path = data_dir / "types.csv"
+    if not path.is_file():
+        return None
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"image_id", "type"} <= set(rows[0]):
+        raise InputError(path, "needs the columns image_id,type")
+    types = {row["image_id"]: row["type"] for row in rows}
+    missing = [stem for stem in stems if stem not in types]
+    if missing:
+        log.warning("%s: %d training images are not listed (first: %s); they are sampled as one group, 'unlisted'", path, len(missing), missing[0])
+    return [types.get(stem, "unlisted") for stem in stems]
+
+
+def load_pair(image_path: Path, mask_path: Path, norm: InputConfig | None = None) -> Pair:
     """(rgb8 image, labels) at the file's own scale, with a size check."""
-    image = to_rgb8(read_image(image_path), percentiles)
+    image = to_rgb8(read_image(image_path), norm)
     labels = read_labels(mask_path)
     if labels.shape != image.shape[:2]:
         raise InputError(mask_path, f"mask size {labels.shape} does not match image size {image.shape[:2]} of {image_path.name}")
@@ -58,7 +76,7 @@ def load_annotated(
     data_dir: str | os.PathLike,
     subset: str | None,
     target_diameter: float | None,
-    percentiles: tuple[float, float] = (0.1, 99.9),
+    norm: InputConfig | None = None,
     limit: int | None = None,
 ) -> tuple[list[Pair], list[str]]:
     """Pairs of `data_dir` (all, or one subset of split.csv) and their stems.
@@ -76,6 +94,6 @@ def load_annotated(
     images = images[:limit] if limit else images
     pairs = []
     for path in tqdm(images, desc=f"loading {subset or 'images'}", unit="img"):
-        pair = load_pair(path, find_mask(data_dir / "masks", path.stem), percentiles)
+        pair = load_pair(path, find_mask(data_dir / "masks", path.stem), norm)
         pairs.append(pair if target_diameter is None else normalise_pair(*pair, target_diameter))
     return pairs, [p.stem for p in images]
