@@ -39,8 +39,10 @@ class Segmenter:
     size: SizeConfig
     tiling: TilingConfig
 
-    def __call__(self, rgb8: np.ndarray) -> Prediction:
-        diameter = self.size.diameter if self.size.diameter is not None else self.estimate(rgb8)
+    def __call__(self, rgb8: np.ndarray, diameter: float | None = None) -> Prediction:
+        """Labels of `rgb8`; `diameter` (px) overrides `size.diameter`, and without either the size is estimated."""
+        diameter = diameter if diameter is not None else self.size.diameter
+        diameter = diameter if diameter is not None else self.estimate(rgb8)
         if diameter is None:
             log.warning("no nucleus found by the size estimate; segmenting the image unscaled")
         scale = size_scale(diameter, self.target_diameter, self.size.min_scale, self.size.max_scale)
@@ -90,7 +92,7 @@ def fast_segmenter(cfg: NucflowConfig) -> Segmenter:
         scale_limits = (cfg.size.min_scale, cfg.size.max_scale)
         return Prediction(presegment(model, rgb8, target, detect, diameter, scale_limits=scale_limits, contour_sigma=cfg.size.contour_sigma).labels)
 
-    return Segmenter(target, lambda rgb8: estimate_diameter(model, rgb8, detect, cfg.presegment.probe_scale), run, cfg.size, cfg.tiling)
+    return Segmenter(target, lambda rgb8: estimate_diameter(model, rgb8, detect, target, cfg.presegment.probe), run, cfg.size, cfg.tiling)
 
 
 def load_full_models(cfg: NucflowConfig):
@@ -128,8 +130,8 @@ def full_segmenter(cfg: NucflowConfig) -> Segmenter:
         kept = intermediate_maps(outputs, cfg.full.mrcnn_scales, shape) if cfg.output.keep_intermediate else {}
         return Prediction(refined_labels(outputs, params, shape, cfg.size.contour_sigma), kept)
 
-    detect, probe = cfg.presegment.detect, cfg.presegment.probe_scale
-    return Segmenter(models.target_diameter, lambda rgb8: estimate_diameter(models.presegmenter, rgb8, detect, probe), run, cfg.size, cfg.tiling)
+    detect, probe = cfg.presegment.detect, cfg.presegment.probe
+    return Segmenter(models.target_diameter, lambda rgb8: estimate_diameter(models.presegmenter, rgb8, detect, models.target_diameter, probe), run, cfg.size, cfg.tiling)
 
 
 def build_segmenter(method: str, cfg: NucflowConfig) -> Segmenter:
