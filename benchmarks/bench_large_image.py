@@ -59,12 +59,16 @@ def main() -> None:
         status = predict_folder(folder, Path(tmp) / "out", cfg)
         seconds = time.monotonic() - started
         nuclei = int(read_labels(label_path(Path(tmp) / "out", "large")).max()) if status == 0 else 0
-    line = (f"| {args.method} | {args.side} x {args.side} | {cfg.tiling.tile_size} | {nuclei} | {seconds:.0f} | {before:.0f} | {peak_mib():.0f} |"
-            f" {cpu_model()}, {args.threads} threads, {time.strftime('%Y-%m-%d')} |")
+    line = (
+        f"| {args.method} | {args.side} x {args.side} | {cfg.tiling.tile_size} | {nuclei} | {seconds:.0f} | {before:.0f} | {peak_mib():.0f} |"
+        f" {cpu_model()}, {args.threads} threads, {time.strftime('%Y-%m-%d')} |"
+    )
     if not args.out.is_file():
-        args.out.write_text("# One large image through `nucflow predict`\n\n"
-                            "| method | image | tile (size-normalised px) | nuclei | seconds | peak MiB before | peak MiB overall | machine |\n"
-                            "|---|---|---|---|---|---|---|---|\n")
+        args.out.write_text(
+            "# One large image through `nucflow predict`\n\n"
+            "| method | image | tile (size-normalised px) | nuclei | seconds | peak MiB before | peak MiB overall | machine |\n"
+            "|---|---|---|---|---|---|---|---|\n"
+        )
     with args.out.open("a") as handle:
         handle.write(line + "\n")
     print(line)

@@ -127,18 +127,20 @@ def main() -> None:
                     write_json(results_path, results)
                 print(key, json.dumps({k: round(v, 4) for k, v in results[key].items()}), flush=True)
     rows = [f"| {key} | {r['images']} | {r['dsb']:.4f} | {r['ap50']:.4f} | {r['f1']:.4f} | {r['seconds']:.2f} |" for key, r in results.items()]
-    report = "\n".join([
-        f"# Leave-type-out: {', '.join(args.held_out)} held out of {args.data.name} ({len(held_stems)} images)",
-        "",
-        f"Machine: {device_name(resolve_device(cfg.device))}, {args.threads} torch threads; {time.strftime('%Y-%m-%d')}, "
-        f"{(time.monotonic() - started) / 60:.0f} min in this call.",
-        f"Settings changed from the defaults: {', '.join(args.overrides) or 'none'}.",
-        "",
-        "| models | method | images | n | DSB score | AP@0.5 | F1@0.5 | s / image |",
-        "|---|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-    ])
+    report = "\n".join(
+        [
+            f"# Leave-type-out: {', '.join(args.held_out)} held out of {args.data.name} ({len(held_stems)} images)",
+            "",
+            f"Machine: {device_name(resolve_device(cfg.device))}, {args.threads} torch threads; {time.strftime('%Y-%m-%d')}, "
+            f"{(time.monotonic() - started) / 60:.0f} min in this call.",
+            f"Settings changed from the defaults: {', '.join(args.overrides) or 'none'}.",
+            "",
+            "| models | method | images | n | DSB score | AP@0.5 | F1@0.5 | s / image |",
+            "|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
     write_text(args.out or args.work / "report.md", report)
     print(report)
 

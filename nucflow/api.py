@@ -115,8 +115,12 @@ def measure(labels: np.ndarray, image: np.ndarray | None = None, pixel_size: flo
         if not pixel_size > 0:
             raise ValueError(f"pixel_size must be positive (um per pixel), not {pixel_size}")
         for row in rows:
-            row.update(area_um2=row["area"] * pixel_size**2, centroid_y_um=row["centroid_y"] * pixel_size,
-                       centroid_x_um=row["centroid_x"] * pixel_size, equivalent_diameter_um=row["equivalent_diameter"] * pixel_size)
+            row.update(
+                area_um2=row["area"] * pixel_size**2,
+                centroid_y_um=row["centroid_y"] * pixel_size,
+                centroid_x_um=row["centroid_x"] * pixel_size,
+                equivalent_diameter_um=row["equivalent_diameter"] * pixel_size,
+            )
     return rows
 
 

@@ -146,4 +146,3 @@ def drop_unsupported(labels: np.ndarray, foreground: np.ndarray, min_overlap: fl
     keep = (areas >= min_area) & ((fraction >= min_overlap) | (areas >= 4 * min_area))
     keep[0] = False
     return relabel(np.where(keep[labels], labels, 0))
-

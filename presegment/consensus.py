@@ -41,7 +41,9 @@ def _on_frame(instance: SoftInstance, frame: tuple[int, int, int, int]) -> np.nd
     """The instance's mask placed on the canvas `frame` (top, left, bottom, right)."""
     top, left, bottom, right = frame
     canvas = np.zeros((bottom - top, right - left), np.float32)
-    canvas[instance.top - top : instance.top - top + instance.mask.shape[0], instance.left - left : instance.left - left + instance.mask.shape[1]] = instance.mask
+    canvas[instance.top - top : instance.top - top + instance.mask.shape[0], instance.left - left : instance.left - left + instance.mask.shape[1]] = (
+        instance.mask
+    )
     return canvas
 
 

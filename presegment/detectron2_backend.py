@@ -42,8 +42,7 @@ class Detectron2Presegmenter(nn.Module):
         inputs = [{"image": (img.flip(0) * 255).to(img.device), "height": img.shape[1], "width": img.shape[2]} for img in images]
         results = self.model.inference(inputs, do_postprocess=False)  # instances at input size, masks unpasted
         return [
-            {"boxes": r.pred_boxes.tensor, "scores": r.scores, "masks": r.pred_masks if r.has("pred_masks") else torch.zeros(0, 1, 28, 28)}
-            for r in results
+            {"boxes": r.pred_boxes.tensor, "scores": r.scores, "masks": r.pred_masks if r.has("pred_masks") else torch.zeros(0, 1, 28, 28)} for r in results
         ]
 
 

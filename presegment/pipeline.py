@@ -42,11 +42,12 @@ class SizeProbe:
     scale: float = 1.5  # the first pass (1.5: +0.01-0.03 val DSB over 1.0)
     tolerance: float = 1.6
     octaves: int = 3  # passes go at most this many octaves up or down from `scale`
+    tie: float = 0.1  # fits whose |log(size / target)| are this close count as equally good: the lower scale wins
     max_side: int = 768  # larger windows are cropped around the image's centre (bounded cost on big images)
 
     def __post_init__(self) -> None:
-        if self.scale <= 0 or self.tolerance <= 1 or self.octaves < 0 or self.max_side < 64:
-            raise ValueError("size probe: scale > 0, tolerance > 1, octaves >= 0 and max_side >= 64 are required")
+        if self.scale <= 0 or self.tolerance <= 1 or self.octaves < 0 or self.max_side < 64 or self.tie < 0:
+            raise ValueError("size probe: scale > 0, tolerance > 1, octaves >= 0, tie >= 0 and max_side >= 64 are required")
 
 
 def nucleus_size(labels: np.ndarray, window_side: int, min_count: int = 2) -> float | None:
@@ -72,10 +73,11 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
     """Median nucleus diameter in the image's pixels, or None if no pass finds a nucleus.
 
     One pass can lock onto fragments: a model shown nuclei far larger than it was trained on
-    finds pieces of about its own size. So passes run at the first scale and every octave below
-    it (cheap: a quarter of the pixels each), and the smallest scale that fits wins: nuclei that
-    fit at scale s are twice the target at 2s, so a fit there can only be fragments. When none
-    fits and the first pass found small nuclei or none, octaves up are tried (tiny nuclei).
+    finds pieces of about its own size. So after the first pass, passes run an octave lower
+    each (cheap: a quarter of the pixels each) until one finds small nuclei or none. Of the
+    passes that fit, the one closest to the target size wins, the lower scale on a near tie:
+    nuclei that fit at scale s are twice the target at 2s, so a fit there is fragments. When
+    nothing fits and the first pass found small nuclei or none, octaves up are tried (tiny nuclei).
     """
     probe = probe or SizeProbe()
     found: dict[int, float | None] = {}
@@ -90,11 +92,18 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
         diameter = diameter_at(k)
         return diameter is not None and 1 / probe.tolerance <= diameter / target_diameter <= probe.tolerance
 
-    fitting = [k for k in range(0, -probe.octaves - 1, -1) if fits(k)]  # the first pass and every octave down
+    run = []  # the first pass, then octaves down for as long as they do not find small nuclei
+    for k in range(0, -probe.octaves - 1, -1):
+        diameter = diameter_at(k)
+        if diameter is not None and diameter < target_diameter / probe.tolerance or (diameter is None and k < 0):
+            break
+        run.append(k)
+    fitting = {k: abs(np.log(found[k] / target_diameter)) for k in run if fits(k)}
     first = found[0]
-    if fitting:
-        chosen = fitting[-1]
-    elif first is None or first < target_diameter:  # small or none, and no fragments: tiny nuclei
+    if fitting:  # the lowest octave among those (nearly) as close to the target as the closest
+        closest = min(fitting.values())
+        chosen = min(k for k, distance in fitting.items() if distance <= closest + probe.tie)
+    elif first is None or first < target_diameter:  # small or none: tiny nuclei, tried octaves up
         chosen = next((k for k in range(1, probe.octaves + 1) if fits(k)), None)
     else:
         chosen = None

@@ -14,7 +14,6 @@ from workflow.images import tile_cores
 from workflow.labels import relabel
 from workflow.modelfiles import device_of
 
-
 # torchvision samples its mask targets with roi_align(aligned=False), half a pixel right of
 # and below the box: that is where a torchvision model's masks belong when painted.
 TORCHVISION_MASK_FRAME_OFFSET = 0.5

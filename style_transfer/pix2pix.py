@@ -62,8 +62,9 @@ class Generator(nn.Module):
     def __init__(self, arch: GeneratorArchitecture):
         super().__init__()
         self.arch = arch
-        self.unet = smp.Unet(arch.encoder, encoder_weights=None, encoder_depth=arch.depth, decoder_channels=arch.decoder_channels,
-                             in_channels=MASK_CHANNELS, classes=3)
+        self.unet = smp.Unet(
+            arch.encoder, encoder_weights=None, encoder_depth=arch.depth, decoder_channels=arch.decoder_channels, in_channels=MASK_CHANNELS, classes=3
+        )
 
     def forward(self, masks: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.unet(masks))
@@ -120,16 +121,24 @@ def train_pix2pix(
     generator, discriminator = Generator(cfg.generator).to(device).train(), patch_discriminator(cfg.discriminator_width).to(device).train()
     optimizers = [torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, betas=(cfg.beta1, 0.999)) for net in (generator, discriminator)]
     schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda it: linear_decay(it, cfg.iterations)) for o in optimizers]
-    parts = {"generator": generator, "discriminator": discriminator, "optimizer_g": optimizers[0], "optimizer_d": optimizers[1],
-             "schedule_g": schedules[0], "schedule_d": schedules[1]}
+    parts = {
+        "generator": generator,
+        "discriminator": discriminator,
+        "optimizer_g": optimizers[0],
+        "optimizer_d": optimizers[1],
+        "schedule_g": schedules[0],
+        "schedule_d": schedules[1],
+    }
     iteration = _resume(checkpoint, parts, rng, device)
     started, losses = time.monotonic(), {"generator": 0.0, "discriminator": 0.0, "l1": 0.0}
     while iteration < cfg.iterations and (cfg.max_minutes is None or time.monotonic() - started < cfg.max_minutes * 60):
         masks, real = _batch(sampler, cfg.batch_size, device)
         fake = generator(masks)
         real_logits, fake_logits = discriminator(torch.cat([masks, real], 1)), discriminator(torch.cat([masks, fake.detach()], 1))
-        d_loss = 0.5 * (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-                        + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+        d_loss = 0.5 * (
+            F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+            + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+        )
         optimizers[1].zero_grad(set_to_none=True)
         d_loss.backward()
         optimizers[1].step()

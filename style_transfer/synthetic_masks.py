@@ -54,8 +54,9 @@ def transformed_shape(shape: np.ndarray, area: float, angle: float) -> np.ndarra
     factor = np.sqrt(area / max(shape.sum(), 1))
     side = int(np.ceil(np.hypot(*shape.shape) * factor)) + 4
     canvas = np.zeros((side, side), np.uint8)
-    scaled = cv2.resize(shape.astype(np.uint8), (max(1, round(shape.shape[1] * factor)), max(1, round(shape.shape[0] * factor))),
-                        interpolation=cv2.INTER_NEAREST)
+    scaled = cv2.resize(
+        shape.astype(np.uint8), (max(1, round(shape.shape[1] * factor)), max(1, round(shape.shape[0] * factor))), interpolation=cv2.INTER_NEAREST
+    )
     top, left = (side - scaled.shape[0]) // 2, (side - scaled.shape[1]) // 2
     canvas[top : top + scaled.shape[0], left : left + scaled.shape[1]] = scaled
     rotation = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)

@@ -16,11 +16,23 @@ from workflow.labels import read_labels, write_labels
 from workflow.modelfiles import read_card
 
 TINY = [
-    "device=cpu", "cluster.k=2", "synthetic.size=128",
-    "adapt.masks_per_cluster=2", "adapt.style_images=2", "adapt.unet_iterations=2", "adapt.presegmenter_iterations=2",
-    "pix2pix.iterations=4", "pix2pix.batch_size=1", "pix2pix.crop_size=64", "pix2pix.discriminator_width=8",
-    "pix2pix.generator.depth=3", "pix2pix.generator.decoder_channels=[32,16,8]",
-    "unet.train.batch_size=1", "unet.train.crop_size=64", "presegment.train.batch_size=1", "presegment.train.crop_size=64",
+    "device=cpu",
+    "cluster.k=2",
+    "synthetic.size=128",
+    "adapt.masks_per_cluster=2",
+    "adapt.style_images=2",
+    "adapt.unet_iterations=2",
+    "adapt.presegmenter_iterations=2",
+    "pix2pix.iterations=4",
+    "pix2pix.batch_size=1",
+    "pix2pix.crop_size=64",
+    "pix2pix.discriminator_width=8",
+    "pix2pix.generator.depth=3",
+    "pix2pix.generator.decoder_channels=[32,16,8]",
+    "unet.train.batch_size=1",
+    "unet.train.crop_size=64",
+    "presegment.train.batch_size=1",
+    "presegment.train.crop_size=64",
 ]
 
 
@@ -97,8 +109,20 @@ def test_train_with_masks_single_experiment_and_chosen_stages(tmp_path):
     images, masks, run = tmp_path / "images", tmp_path / "masks", tmp_path / "run"
     masks.mkdir()
     two_styles(images, masks)
-    args = ["train", str(images), "--masks", str(masks), "-o", str(run), "--single-experiment",
-            "--stages", "cluster,masks", "--set", "adapt.single_experiment_masks=3", *overrides()]
+    args = [
+        "train",
+        str(images),
+        "--masks",
+        str(masks),
+        "-o",
+        str(run),
+        "--single-experiment",
+        "--stages",
+        "cluster,masks",
+        "--set",
+        "adapt.single_experiment_masks=3",
+        *overrides(),
+    ]
     assert main(args) == 0
     assert not (run / "presegment").exists()  # the given masks are the labels
     with (run / "clusters" / "clusters.csv").open() as handle:

@@ -20,7 +20,7 @@ def test_import_nucflow_loads_no_torch():
 
 def test_network_input_takes_arrays_as_napari_and_tifffile_give_them():
     labels = disks((64, 80), ((20, 20), (40, 60)), 8)
-    gray16 = (nucleus_image(labels).astype(np.uint16) * 200)
+    gray16 = nucleus_image(labels).astype(np.uint16) * 200
     for array in (gray16, np.dstack([gray16] * 3), np.dstack([gray16] * 3 + [np.full_like(gray16, 65535)]), np.stack([gray16] * 3)):
         rgb8 = network_input(array)
         assert rgb8.shape == (64, 80, 3) and rgb8.dtype == np.uint8

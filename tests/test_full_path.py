@@ -16,11 +16,23 @@ from workflow.cli import main
 from workflow.labels import read_labels, write_labels
 
 TINY = [
-    "presegment.architecture.fpn_channels=32", "presegment.architecture.box_head_width=32", "presegment.architecture.mask_head_width=16",
-    "presegment.train.iterations=2", "presegment.train.batch_size=1", "presegment.train.crop_size=64", "presegment.train.val_every=2",
-    "unet.architecture.depth=3", "unet.architecture.decoder_channels=[16, 8, 8]", "unet.sigmas=[0, 1]", "unet.seeds=[0, 1]",
-    "unet.train.iterations=2", "unet.train.batch_size=2", "unet.train.crop_size=64", "unet.train.val_every=2",
-    "size.target_diameter=20", "device=cpu",
+    "presegment.architecture.fpn_channels=32",
+    "presegment.architecture.box_head_width=32",
+    "presegment.architecture.mask_head_width=16",
+    "presegment.train.iterations=2",
+    "presegment.train.batch_size=1",
+    "presegment.train.crop_size=64",
+    "presegment.train.val_every=2",
+    "unet.architecture.depth=3",
+    "unet.architecture.decoder_channels=[16, 8, 8]",
+    "unet.sigmas=[0, 1]",
+    "unet.seeds=[0, 1]",
+    "unet.train.iterations=2",
+    "unet.train.batch_size=2",
+    "unet.train.crop_size=64",
+    "unet.train.val_every=2",
+    "size.target_diameter=20",
+    "device=cpu",
 ]
 
 
@@ -60,8 +72,22 @@ def test_full_predict_writes_labels_of_image_size(trained, tmp_path):
     for k in range(4):
         assert read_labels(tmp_path / "out" / "labels" / f"im{k}.tif").shape == (96, 96)
     assert not (tmp_path / "out" / "intermediate").exists()
-    assert main(["predict", str(data / "images"), "-o", str(tmp_path / "o2"), "--full", "--model", str(root / "preseg" / "model"),
-                 "--ensemble", str(tmp_path / "missing")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(data / "images"),
+                "-o",
+                str(tmp_path / "o2"),
+                "--full",
+                "--model",
+                str(root / "preseg" / "model"),
+                "--ensemble",
+                str(tmp_path / "missing"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_an_ensemble_of_mixed_nucleus_sizes_is_a_one_line_error(trained, tmp_path, caplog):
@@ -114,8 +140,25 @@ def test_keep_intermediate_writes_the_maps_post_processing_saw(trained, tmp_path
     # when the parameters use only the first scale (nuclei above `median`), the second is never computed
     first_only = params_file(tmp_path / "first.json", median=1.0)
     out = tmp_path / "first"
-    assert main(["predict", str(data / "images"), "-o", str(out), "--full", "--keep-intermediate", "--params", first_only, "--set", "size.diameter=18",
-                 *models, *flags(TINY)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(data / "images"),
+                "-o",
+                str(out),
+                "--full",
+                "--keep-intermediate",
+                "--params",
+                first_only,
+                "--set",
+                "size.diameter=18",
+                *models,
+                *flags(TINY),
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (out / "intermediate").iterdir()) == sorted(f"im{k}_{m}.tif" for k in range(4) for m in ("probability", "mrcnn_x1"))
 
 
@@ -151,8 +194,15 @@ def test_a_presegmenter_fine_tuned_from_a_model_says_so_in_its_card(trained, tmp
 def test_a_centerness_member_fine_tuned_from_a_member_feeds_the_full_path(trained, tmp_path, caplog):
     root, data = trained
     source = root / "unet" / "ensemble" / "member-0"
-    tune = ["unet.architecture.centerness=true", f"unet.start_from={source}", "unet.sigmas=[0]", "unet.seeds=[0]",
-            "unet.train.learning_rate=0", "unet.train.iterations=1", "unet.train.val_every=1"]
+    tune = [
+        "unet.architecture.centerness=true",
+        f"unet.start_from={source}",
+        "unet.sigmas=[0]",
+        "unet.seeds=[0]",
+        "unet.train.learning_rate=0",
+        "unet.train.iterations=1",
+        "unet.train.val_every=1",
+    ]
     assert main(["train-unet", str(data), "-o", str(tmp_path / "tuned"), *flags(TINY), *flags(tune), "--set", "size.target_diameter=30"]) == 0
     member = tmp_path / "tuned" / "ensemble" / "member-0"
     card = json.loads((member / "model.json").read_text())

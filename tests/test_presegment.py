@@ -11,11 +11,10 @@ from presegment.backends import detectron2_available, load_presegmenter
 from presegment.model import BACKBONES, Architecture, build_model
 from presegment.pipeline import SizeProbe, presegment
 from presegment.predict import VIEWS, DetectConfig, Detections, detect, dilate_labels, mirror, paint, paste, run_model, segment
-from workflow.images import tile_starts
 from presegment.storage import load_model, save_model
 from presegment.train import TrainConfig, make_target, train
 from tests.synthetic import disks, nucleus_image
-from workflow.images import resize_image, to_rgb8
+from workflow.images import resize_image, tile_starts, to_rgb8
 from workflow.labels import resize_labels
 from workflow.metrics import score_image
 
@@ -176,7 +175,7 @@ def test_zoom_enlarges_what_mask_rcnn_sees_but_not_the_output():
     assert model.seen == [(64, 64), (64, 64)]
     model.seen.clear()  # the default probe tries an octave ladder first, then still segments the image as it is
     presegment(model, np.zeros((64, 64, 3), np.uint8), 24.0, DetectConfig(zoom=1.5, pad_fraction=0))
-    assert len(model.seen) == 1 + 2 * SizeProbe().octaves + 1 and model.seen[-1] == (64, 64)
+    assert len(model.seen) == 2 + SizeProbe().octaves + 1 and model.seen[-1] == (64, 64)  # first, one down, all up; then the image
 
 
 def test_save_load_roundtrip_fp16(tmp_path):
@@ -263,9 +262,17 @@ def test_train_presegment_command_end_to_end(tmp_path):
         write_labels(data / "masks" / f"im{k}.tif", truth)
         rows.append(f"im{k},{'val' if k == 3 else 'train'}")
     (data / "split.csv").write_text("\n".join(rows) + "\n")
-    tiny = ["presegment.architecture.fpn_channels=32", "presegment.architecture.box_head_width=32", "presegment.architecture.mask_head_width=16",
-            "presegment.train.iterations=2", "presegment.train.batch_size=1", "presegment.train.crop_size=64", "presegment.train.val_every=2",
-            "size.target_diameter=20", "device=cpu"]
+    tiny = [
+        "presegment.architecture.fpn_channels=32",
+        "presegment.architecture.box_head_width=32",
+        "presegment.architecture.mask_head_width=16",
+        "presegment.train.iterations=2",
+        "presegment.train.batch_size=1",
+        "presegment.train.crop_size=64",
+        "presegment.train.val_every=2",
+        "size.target_diameter=20",
+        "device=cpu",
+    ]
     assert main(["train-presegment", str(data), "-o", str(tmp_path / "run"), *[a for o in tiny for a in ("--set", o)]]) == 0
     card = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
     assert card["target_diameter"] == 20.0 and card["training_data"]["train_images"] == 3

@@ -34,8 +34,11 @@ def test_make_optimizer_by_name():
 
 
 def test_training_run_resumes_and_ranks_by_the_score_even_from_an_older_checkpoint(tmp_path, rng):
-    cfg = type("Cfg", (), {"optimizer": "adamw", "learning_rate": 1e-3, "weight_decay": 0.0, "iterations": 10,
-                           "warmup_iterations": 2, "max_minutes": None, "val_every": 5})()
+    cfg = type(
+        "Cfg",
+        (),
+        {"optimizer": "adamw", "learning_rate": 1e-3, "weight_decay": 0.0, "iterations": 10, "warmup_iterations": 2, "max_minutes": None, "val_every": 5},
+    )()
     run = TrainingRun(nn.Linear(2, 2), cfg, tmp_path, rng, torch.device("cpu"), resume=True)
     assert run.record({"iteration": 5, "iou": 0.7}, "iou")  # written before early stopping ranked by "score"
     run.save_checkpoint()

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy import ndimage as ndi
 import torch
 import torch.nn.functional as F
+from scipy import ndimage as ndi
 from torch import nn
 
 from unet_ensemble.model import UNetArchitecture, build_unet, stride
@@ -155,13 +155,27 @@ def train_member(
             running = 0.0
         if run.validation_due():
             entry = {"iteration": run.iteration, "minutes": round(run.minutes, 1), **validation_scores(model, val_pairs, arch)}
-            log.info("member (sigma %.1f, seed %d) validation at %d: %s", target_sigma, seed, run.iteration,
-                     ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k not in ("iteration", "minutes")))
+            log.info(
+                "member (sigma %.1f, seed %d) validation at %d: %s",
+                target_sigma,
+                seed,
+                run.iteration,
+                ", ".join(f"{k} {v:.4f}" for k, v in entry.items() if k not in ("iteration", "minutes")),
+            )
             if run.record(entry, "score"):
-                training = {"iterations": run.iteration, "wall_minutes": entry["minutes"], "hardware": device_name(device),
-                            "train_images": len(train_pairs), "settings": asdict(cfg)}
-                save_member(out_dir / "model", model, arch, {**card, "target_sigma": target_sigma, "seed": seed,
-                                                             "training": training, "validation": {"images": len(val_pairs), **entry}})
+                training = {
+                    "iterations": run.iteration,
+                    "wall_minutes": entry["minutes"],
+                    "hardware": device_name(device),
+                    "train_images": len(train_pairs),
+                    "settings": asdict(cfg),
+                }
+                save_member(
+                    out_dir / "model",
+                    model,
+                    arch,
+                    {**card, "target_sigma": target_sigma, "seed": seed, "training": training, "validation": {"images": len(val_pairs), **entry}},
+                )
             run.save_checkpoint()
     if run.state["stale"] >= cfg.patience:
         log.info("early stop at iteration %d: no improvement in %d validations", run.iteration, cfg.patience)

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from postprocess.params import DEFAULT_PARAMS
 from presegment.model import Architecture
 from presegment.storage import DEFAULT_MODEL, load_model
 from presegment.train import train as train_presegment_model
-from postprocess.params import DEFAULT_PARAMS
 from style_transfer.pix2pix import load_generator, save_generator, synthesize, train_pix2pix
 from style_transfer.synthetic_masks import collect_shapes, synthesize_mask
 from unet_ensemble.model import UNetArchitecture, build_unet
@@ -245,9 +245,16 @@ def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: Nuc
         starts = [(build_unet(arch), arch, sigma, seed, {"initialised_from": "random"}) for sigma, seed in zip(cfg.unet.sigmas, cfg.unet.seeds)]
     else:
         folder = Path(cfg.unet.model or DEFAULT_ENSEMBLE)
-        starts = [(model, UNetArchitecture.from_dict(card["architecture"]), card["target_sigma"], card["seed"],
-                   {"initialised_from": str(folder / f"member-{i}"), "initial_model": initial_model_summary(card)})
-                  for i, (model, card) in enumerate(load_ensemble(folder, device))]
+        starts = [
+            (
+                model,
+                UNetArchitecture.from_dict(card["architecture"]),
+                card["target_sigma"],
+                card["seed"],
+                {"initialised_from": str(folder / f"member-{i}"), "initial_model": initial_model_summary(card)},
+            )
+            for i, (model, card) in enumerate(load_ensemble(folder, device))
+        ]
         own = training_size(cfg, folder / "member-0", "--ensemble")  # the ensemble may be trained at another size than the presegmenter
         if own != target:
             log.info("stage unet: the ensemble's nuclei are %g px; training pairs rescaled from %g px", own, target)
@@ -272,11 +279,15 @@ def fine_tune_presegmenter(train: list[Pair], val: list[Pair], run: RunLayout, c
         start, start_card = load_model(cfg.presegment.model or DEFAULT_MODEL, device)
         arch = Architecture.from_dict(start_card["architecture"])
         start.train()
-    settings = replace(cfg.presegment.train, iterations=cfg.adapt.presegmenter_iterations,
-                       val_every=min(cfg.presegment.train.val_every, cfg.adapt.presegmenter_iterations))
+    settings = replace(
+        cfg.presegment.train, iterations=cfg.adapt.presegmenter_iterations, val_every=min(cfg.presegment.train.val_every, cfg.adapt.presegmenter_iterations)
+    )
     log.info("stage presegmenter: %s on %d pairs", "training from scratch" if start is None else "fine-tuning", len(train))
-    card = {"target_diameter": target, "initialised_from": "random" if start is None else str(cfg.presegment.model or DEFAULT_MODEL),
-            "training_data": {"train_pairs": len(train), "val_pairs": len(val)}}
+    card = {
+        "target_diameter": target,
+        "initialised_from": "random" if start is None else str(cfg.presegment.model or DEFAULT_MODEL),
+        "training_data": {"train_pairs": len(train), "val_pairs": len(val)},
+    }
     if start_card is not None:
         card["initial_model"] = initial_model_summary(start_card)
     check_run_origin(run.root / "presegmenter", None if start is None else cfg.presegment.model or DEFAULT_MODEL, target, resume=True)

@@ -46,9 +46,7 @@ class AugmentConfig:
         return cls(scale_range=scale_range, **off)
 
 
-def random_crop(
-    image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator, zoom: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
+def random_crop(image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator, zoom: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """A size x size crop at a random place, zoomed by `zoom`; reflect-padded when the image is smaller."""
     source = max(1, round(size / zoom))
     pad_y, pad_x = max(0, source - image.shape[0]), max(0, source - image.shape[1])
@@ -152,9 +150,7 @@ def _noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(values, 0, 255).astype(np.uint8)
 
 
-def augment_pair(
-    image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator, cfg: AugmentConfig
-) -> tuple[np.ndarray, np.ndarray]:
+def augment_pair(image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
     """Random zoomed crop, symmetry and photometric change of an (image, labels) pair."""
     zoom = float(np.exp(rng.uniform(*np.log(cfg.scale_range))))
     image, labels = random_crop(image, labels, size, rng, zoom)

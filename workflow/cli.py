@@ -19,7 +19,11 @@ log = logging.getLogger("nucflow")
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML or JSON file overriding the default settings")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
         help="override one setting, e.g. --set size.target_diameter=32 (repeatable)",
     )
     stretch = parser.add_argument_group("input normalisation (every image is stretched between intensity percentiles by default)")
@@ -52,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help="presegmenter model folder (default: the shipped model)")
     predict.add_argument("--ensemble", help="U-Net ensemble folder for --full (default: the shipped ensemble)")
     predict.add_argument("--params", help="post-processing parameter file for --full (default: the shipped one)")
-    predict.add_argument("--keep-intermediate", action="store_true", help="--full: also write the U-Net map and Mask R-CNN labels per scale to OUT/intermediate/")
+    predict.add_argument(
+        "--keep-intermediate", action="store_true", help="--full: also write the U-Net map and Mask R-CNN labels per scale to OUT/intermediate/"
+    )
     predict.add_argument("--overlays", action="store_true", help="also write OUT/overlays/<image>.png (contours on the image)")
     predict.add_argument("--kaggle-csv", action="store_true", help="also write OUT/submission.csv (Kaggle run-length codes)")
     predict.add_argument("--no-report", dest="report", action="store_false", help="do not write OUT/report.html")

@@ -19,10 +19,10 @@ from typing import Any
 import yaml
 
 from clustering.kmeans import ClusterConfig
-from presegment.classic import ClassicConfig
-from presegment.predict import check_flips
 from postprocess.config import FullConfig
+from presegment.classic import ClassicConfig
 from presegment.config import PresegmentConfig
+from presegment.predict import check_flips
 from style_transfer.pix2pix import Pix2PixConfig
 from style_transfer.synthetic_masks import SyntheticMaskConfig
 from unet_ensemble.config import UNetConfig

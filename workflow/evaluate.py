@@ -81,7 +81,11 @@ def evaluate_folders(pred_dir: str, gt_dir: str, csv_path: str | None = None) ->
     table = scores_table(scores)
     print(format_console(table))
     if missing:
-        log.warning("%d ground-truth image(s) had no prediction and were scored as empty: %s", len(missing), ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+        log.warning(
+            "%d ground-truth image(s) had no prediction and were scored as empty: %s",
+            len(missing),
+            ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
+        )
     if csv_path:
         write_text(csv_path, table)
         log.info("wrote %s", csv_path)

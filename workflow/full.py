@@ -38,9 +38,7 @@ class Models:
     unet_target_diameter: float | None = None  # the U-Nets' nucleus size when it differs (None: the same)
 
 
-def network_outputs(
-    models: Models, rgb8: np.ndarray, cfg: NucflowConfig, diameter: float | None = None, params: RefineParams | None = None
-) -> NetworkOutputs:
+def network_outputs(models: Models, rgb8: np.ndarray, cfg: NucflowConfig, diameter: float | None = None, params: RefineParams | None = None) -> NetworkOutputs:
     """Size estimate, U-Net ensemble map and multi-scale Mask R-CNN labels of one image (flip votes at the first scale).
 
     Given the refinement `params`, the further scales run only for images whose scales `refine`

@@ -27,8 +27,18 @@ def measure_nuclei(stem: str, labels: np.ndarray, image: np.ndarray) -> list[tup
     rows = []
     for region in regionprops(labels, intensity_image=intensity_plane(image)):
         y, x = region.centroid
-        rows.append((stem, region.label, int(region.area), round(y, 2), round(x, 2), round(region.equivalent_diameter_area, 3),
-                     round(region.eccentricity, 4), round(float(region.intensity_mean), 3)))
+        rows.append(
+            (
+                stem,
+                region.label,
+                int(region.area),
+                round(y, 2),
+                round(x, 2),
+                round(region.equivalent_diameter_area, 3),
+                round(region.eccentricity, 4),
+                round(float(region.intensity_mean), 3),
+            )
+        )
     return rows
 
 

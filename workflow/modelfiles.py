@@ -25,8 +25,7 @@ def save_weights(folder: str | os.PathLike, model: nn.Module, card: dict) -> Pat
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {
-        name: (tensor.detach().half() if tensor.is_floating_point() else tensor.detach()).cpu().contiguous()
-        for name, tensor in model.state_dict().items()
+        name: (tensor.detach().half() if tensor.is_floating_point() else tensor.detach()).cpu().contiguous() for name, tensor in model.state_dict().items()
     }
     with atomic_path(folder / WEIGHTS) as tmp:
         save_file(state, str(tmp))

@@ -110,6 +110,14 @@ class TrainingRun:
 
     def save_checkpoint(self) -> None:
         part = self.out_dir / ".checkpoint.part"
-        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                    "rng": self.rng.bit_generator.state, "state": self.state}, part)
+        torch.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": self.rng.bit_generator.state,
+                "state": self.state,
+            },
+            part,
+        )
         part.replace(self.path)

@@ -131,7 +131,9 @@ def full_segmenter(cfg: NucflowConfig) -> Segmenter:
         return Prediction(refined_labels(outputs, params, shape, cfg.size.contour_sigma), kept)
 
     detect, probe = cfg.presegment.detect, cfg.presegment.probe
-    return Segmenter(models.target_diameter, lambda rgb8: estimate_diameter(models.presegmenter, rgb8, detect, models.target_diameter, probe), run, cfg.size, cfg.tiling)
+    return Segmenter(
+        models.target_diameter, lambda rgb8: estimate_diameter(models.presegmenter, rgb8, detect, models.target_diameter, probe), run, cfg.size, cfg.tiling
+    )
 
 
 def build_segmenter(method: str, cfg: NucflowConfig) -> Segmenter:

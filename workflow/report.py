@@ -76,8 +76,11 @@ def scores_by_image(out_dir: Path, truth_dir: str | os.PathLike, stems: list[str
 
 
 def _table(rows: list[ImageRow], scores: dict[str, ImageScores]) -> str:
-    head = "<tr><th>image</th><th>nuclei</th><th>median diameter (px)</th>" + (
-        "<th>DSB score</th><th>AP@0.5</th><th>F1</th><th>true nuclei</th>" if scores else "") + "</tr>"
+    head = (
+        "<tr><th>image</th><th>nuclei</th><th>median diameter (px)</th>"
+        + ("<th>DSB score</th><th>AP@0.5</th><th>F1</th><th>true nuclei</th>" if scores else "")
+        + "</tr>"
+    )
     body = []
     for row in rows:
         cells = [html.escape(row.stem), str(row.count), "" if row.median_diameter is None else f"{row.median_diameter:.1f}"]

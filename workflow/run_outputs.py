@@ -34,8 +34,7 @@ def image_measurements(out_dir: Path, image_path: Path) -> list[list[str]]:
 
 def sizes_csv(rows: list[ImageRow]) -> str:
     """CSV of image, median nucleus diameter (px) and nucleus count."""
-    return csv_text(("image", "median_diameter", "count"),
-                    ((r.stem, "" if r.median_diameter is None else f"{r.median_diameter:.2f}", r.count) for r in rows))
+    return csv_text(("image", "median_diameter", "count"), ((r.stem, "" if r.median_diameter is None else f"{r.median_diameter:.2f}", r.count) for r in rows))
 
 
 def submission_csv(out_dir: Path, stems: list[str]) -> str:

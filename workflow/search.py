@@ -11,12 +11,12 @@ from tqdm import tqdm
 from postprocess.params import load_params, params_document
 from postprocess.refine import RefineParams
 from postprocess.search import Case, best_params, load_cases, plot_progress, save_cases, search
+from workflow.batch import check_writable
 from workflow.config import NucflowConfig
 from workflow.files import InputError, list_images, write_json
 from workflow.full import network_outputs
 from workflow.images import read_image, to_rgb8
 from workflow.labels import read_labels
-from workflow.batch import check_writable
 from workflow.predict import load_full_models, model_errors
 from workflow.training_data import find_mask
 
@@ -60,8 +60,16 @@ def param_search(
     else:
         save_cases(cache, build_cases(Path(images_dir), Path(masks_dir), cfg))
     storage = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
-    study = search(cache, storage, trials=trials, timeout_minutes=minutes, jobs=jobs, seed=cfg.presegment.train.seed,
-                   contour_sigma=cfg.size.contour_sigma, starts=(RefineParams(), in_use))
+    study = search(
+        cache,
+        storage,
+        trials=trials,
+        timeout_minutes=minutes,
+        jobs=jobs,
+        seed=cfg.presegment.train.seed,
+        contour_sigma=cfg.size.contour_sigma,
+        starts=(RefineParams(), in_use),
+    )
     params, summary = best_params(study)
     write_json(out_dir / "best_params.json", params_document(params, {**summary, "images": len(load_cases(cache)), "storage": storage}))
     plot_progress(study, out_dir / "search.png")

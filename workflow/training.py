@@ -16,12 +16,12 @@ from unet_ensemble.model import build_unet, transfer_weights
 from unet_ensemble.storage import load_member
 from unet_ensemble.train import train_member
 from workflow.config import NucflowConfig
-from workflow.files import InputError, write_json
-from workflow.modelfiles import CARD, read_card
-from workflow.runtime import device_name, resolve_device
 from workflow.evaluate import score_segmenter
+from workflow.files import InputError, write_json
 from workflow.metrics import mean_scores
+from workflow.modelfiles import CARD, read_card
 from workflow.predict import fast_segmenter
+from workflow.runtime import device_name, resolve_device
 from workflow.training_data import load_annotated, read_split, read_types
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,11 @@ def check_run_origin(out_dir: Path, start_from: str | os.PathLike | None, target
     if resume and path.is_file() and any(out_dir.rglob("checkpoint.pt")):
         recorded = json.loads(path.read_text())
         if recorded != origin:
-            raise InputError(path, f"this run started from {_describe(recorded)}, this call asks for {_describe(origin)}; "
-                             "resume with the same start and size, or train into a new folder")
+            raise InputError(
+                path,
+                f"this run started from {_describe(recorded)}, this call asks for {_describe(origin)}; "
+                "resume with the same start and size, or train into a new folder",
+            )
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(path, origin)
@@ -85,9 +88,7 @@ def _describe(origin: dict) -> str:
     return f"{origin['start_from'] or 'random weights'} at {origin['target_diameter']:g} px nuclei"
 
 
-def train_presegmenter(
-    data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: NucflowConfig, resume: bool = True, start_from: str | None = None
-) -> dict:
+def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: NucflowConfig, resume: bool = True, start_from: str | None = None) -> dict:
     """Train a Mask R-CNN presegmenter on `data_dir` (images/, masks/, split.csv with train and val).
 
     Writes `out_dir/config.json`, `out_dir/checkpoint.pt` and the best model in `out_dir/model/`.
@@ -113,9 +114,7 @@ def train_presegmenter(
         card["initial_model"] = initial_model_summary(source_card)
     device = resolve_device(cfg.device)
     log.info("training presegmenter %s on %d images (val %d) on %s", cfg.presegment.architecture.backbone, len(train_pairs), len(val_pairs), device)
-    best = train_presegment_model(
-        train_pairs, val_pairs, cfg.presegment.architecture, cfg.presegment.train, out_dir, card, device, resume, initial, groups
-    )
+    best = train_presegment_model(train_pairs, val_pairs, cfg.presegment.architecture, cfg.presegment.train, out_dir, card, device, resume, initial, groups)
     fast_path = validate_fast_path(out_dir / "model", data_dir, cfg)
     update_card(out_dir / "model", validation_fast_path=fast_path)
     log.info("fast path on all %d val images: DSB %.4f, AP@0.5 %.4f", fast_path["images"], fast_path["dsb"], fast_path["ap50"])
@@ -173,7 +172,9 @@ def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
             start = transfer_weights(source_model, build_unet(cfg.unet.architecture)).to(device).train()
             log.info("member %d starts from the weights of %s", index + 1, source)
             member_card["initial_model"] = initial_model_summary(source_card)
-        results.append(train_member(train_pairs, val_pairs, cfg.unet.architecture, cfg.unet.train, sigma, seed, member_dir, member_card, device, resume, start, groups))
+        results.append(
+            train_member(train_pairs, val_pairs, cfg.unet.architecture, cfg.unet.train, sigma, seed, member_dir, member_card, device, resume, start, groups)
+        )
         ensemble_member = out_dir / "ensemble" / f"member-{index}"
         if ensemble_member.exists():
             shutil.rmtree(ensemble_member)
