@@ -105,3 +105,45 @@ def test_normalisation_flags_are_recorded_and_bad_percentiles_refused(folders, t
     assert "--percentiles: stretch_percentiles must satisfy 0 <= low < high <= 100, got [99.0, 1.0]" in caplog.text
     assert main(["predict", str(images), "-o", str(tmp_path / "bad"), "--set", "input.stretch_percentiles=[5, 200]"]) == 2
     assert "stretch_percentiles must satisfy" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("tiling.tile_size=-256", "config key 'tiling.tile_size': -256 is out of range (must be > 0)"),
+        ("tiling.tile_size=0", "config key 'tiling.tile_size': 0 is out of range (must be > 0)"),
+        ("presegment.detect.score_threshold=1.5", "'presegment.detect.score_threshold': 1.5 is out of range (must be in [0, 1])"),
+        ("presegment.train.augment.scale_range=[2, 1]", "'presegment.train.augment.scale_range': (2.0, 1.0) is not ordered"),
+        ("size.min_scale=9", "size.min_scale = 9.0 and size.max_scale = 8.0: the first must not exceed the second"),
+        ("presegment.train.iterations=-3", "'presegment.train.iterations': -3 is out of range (must be > 0)"),
+    ],
+)
+def test_out_of_range_settings_are_refused_before_any_work(folders, tmp_path, caplog, setting, message):
+    images, _ = folders
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--set", setting]) == 2
+    assert message in caplog.text and not out.exists()
+
+
+@pytest.mark.parametrize("diameter", ["-5", "0"])
+def test_a_diameter_that_is_not_positive_is_refused(folders, tmp_path, caplog, diameter):
+    images, _ = folders
+    assert main(["predict", str(images), "-o", str(tmp_path / "out"), "--method", "classic", "--diameter", diameter]) == 2
+    assert "config key 'size.diameter'" in caplog.text and "must be > 0" in caplog.text
+
+
+def test_unlistable_folder_csv_folder_and_file_as_output_get_one_line(folders, tmp_path, caplog, monkeypatch):
+    images, truth = folders
+    assert main(["evaluate", str(truth), str(truth), "--csv", str(tmp_path)]) == 2
+    assert "--csv names a folder" in caplog.text
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    assert main(["predict", str(images), "-o", str(blocker), "--method", "classic"]) == 2
+    assert "is a file, not a folder" in caplog.text
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(images), "iterdir", refuse)  # as a folder without read permission does for a non-root user
+    assert main(["predict", str(images), "-o", str(tmp_path / "out"), "--method", "classic"]) == 2
+    assert "cannot be listed (Permission denied)" in caplog.text

@@ -130,6 +130,8 @@ def threads_per_worker(jobs: int, scheduler: str | None) -> int | None:
 
 def check_writable(out_dir: Path) -> None:
     """Create the output folder, or fail early with a clear message."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "is a file, not a folder; give a folder for the outputs")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".nucflow-write-test"

@@ -160,7 +160,7 @@ def _apply_predict_options(args: argparse.Namespace, cfg: "NucflowConfig") -> No
     """The predict flags that are settings, written into the configuration saved beside the outputs."""
     if args.method:
         cfg.method = args.method
-    if args.diameter:
+    if args.diameter is not None:
         cfg.size.diameter = args.diameter
     if args.params:
         cfg.full.params = args.params
@@ -177,11 +177,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         from workflow.evaluate import evaluate_folders
 
         return evaluate_folders(args.pred_dir, args.gt_dir, args.csv)
-    from workflow.config import load_config
+    from workflow.config import check_ranges, load_config
 
     cfg = load_config(args.config, args.overrides)
     _apply_model_options(args, cfg)
     _apply_input_options(args, cfg)
+    if args.command == "predict":
+        _apply_predict_options(args, cfg)
+    check_ranges(cfg)
     if args.command == "cluster":
         from workflow.cluster_folder import cluster_folder
 
@@ -197,7 +200,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "predict":
         from workflow.batch import predict_folder
 
-        _apply_predict_options(args, cfg)
         return predict_folder(args.images, args.out, cfg, args.overwrite, args.jobs, args.dask_scheduler, args.truth)
     if args.command == "param-search":
         from workflow.search import param_search

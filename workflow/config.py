@@ -100,6 +100,55 @@ class NucflowConfig:
         return path
 
 
+POSITIVE = (
+    "target_diameter diameter min_scale max_scale tile_size iterations batch_size crop_size learning_rate val_every log_every "
+    "max_minutes max_instances zoom size attempts min_area exemplars k k_min k_max max_side masks_per_cluster single_experiment_masks "
+    "style_images unet_iterations presegmenter_iterations patience checkpoint_every l1_weight discriminator_width fpn_channels "
+    "box_head_width mask_head_width anchor_sizes anchor_ratios image_std decoder_channels depth mrcnn_scales scale_range val_limit scale"
+).split()
+NON_NEGATIVE = (
+    "overlap tile_overlap contour_sigma dilate warmup_iterations weight_decay grad_clip min_object_pixels pad_fraction smoothing_sigma "
+    "sigmas seeds seed octaves tie group_balance"
+).split()
+FRACTIONS = "touching_probability val_fraction view_score_floor min_size_fraction peak_distance_fraction beta1 image_mean".split()
+
+
+def range_rule(name: str) -> tuple[float, float, bool] | None:
+    """(low, high, low inclusive) for a setting named `name`, or None when any value goes."""
+    if name.startswith("p_") or name.endswith("_threshold") or name in FRACTIONS:
+        return (0.0, 1.0, True)
+    if name in POSITIVE:
+        return (0.0, float("inf"), False)
+    if name in NON_NEGATIVE:
+        return (0.0, float("inf"), True)
+    return None
+
+
+def check_ranges(cfg: Any, where: str = "") -> None:
+    """Every numeric setting within its range (sizes and counts positive, probabilities in [0, 1],
+    ranges ordered), else a one-line error with the key, the value and the allowed range."""
+    for item in dataclasses.fields(cfg):
+        value, key = getattr(cfg, item.name), f"{where}{item.name}"
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, f"{key}.")
+            continue
+        rule = range_rule(item.name)
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if rule is not None:
+            low, high, inclusive = rule
+            for number in numbers:
+                if not (number >= low if inclusive else number > low) or number > high:
+                    allowed = f"in [{low:g}, {high:g}]" if high != float("inf") else (f">= {low:g}" if inclusive else f"> {low:g}")
+                    raise InputError(None, f"config key {key!r}: {value!r} is out of range (must be {allowed})")
+        if item.name == "scale_range" and len(numbers) == 2 and numbers[0] > numbers[1]:
+            raise InputError(None, f"config key {key!r}: {value!r} is not ordered (low <= high)")
+    for low_name, high_name in (("min_scale", "max_scale"), ("k_min", "k_max")):
+        low, high = getattr(cfg, low_name, None), getattr(cfg, high_name, None)
+        if low is not None and high is not None and low > high:
+            raise InputError(None, f"config keys {where}{low_name} = {low!r} and {where}{high_name} = {high!r}: the first must not exceed the second")
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> NucflowConfig:
     """Defaults, then the YAML/JSON file at `path`, then `section.key=value` overrides."""
     data: dict[str, Any] = {}
@@ -116,7 +165,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
             if not isinstance(node, dict):
                 raise InputError(None, f"bad override {override!r}: {section!r} is not a section")
         node[name] = yaml.safe_load(raw)
-    return _build(NucflowConfig, data, "")
+    cfg = _build(NucflowConfig, data, "")
+    check_ranges(cfg)
+    return cfg
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

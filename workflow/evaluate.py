@@ -77,6 +77,8 @@ def format_console(table_csv: str) -> str:
 
 def evaluate_folders(pred_dir: str, gt_dir: str, csv_path: str | None = None) -> int:
     """The `evaluate` command: print the table, write the CSV, report missing predictions."""
+    if csv_path and Path(csv_path).is_dir():
+        raise InputError(csv_path, "--csv names a folder; give a file name for the table")
     scores, missing = score_folders(pred_dir, gt_dir)
     table = scores_table(scores)
     print(format_console(table))

@@ -37,7 +37,10 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "not a folder (expected a folder of images)")
-    images = sorted(p for p in folder.iterdir() if is_image_file(p))
+    try:
+        images = sorted(p for p in folder.iterdir() if is_image_file(p))
+    except OSError as error:
+        raise InputError(folder, f"cannot be listed ({error.strerror or error})") from None
     if not images:
         raise InputError(folder, f"no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     stems = [p.stem for p in images]
