@@ -74,10 +74,12 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
 
     One pass can lock onto fragments: a model shown nuclei far larger than it was trained on
     finds pieces of about its own size. So after the first pass, passes run an octave lower
-    each (cheap: a quarter of the pixels each) until one finds small nuclei or none. Of the
-    passes that fit, the one closest to the target size wins, the lower scale on a near tie:
-    nuclei that fit at scale s are twice the target at 2s, so a fit there is fragments. When
-    nothing fits and the first pass found small nuclei or none, octaves up are tried (tiny nuclei).
+    each (cheap: a quarter of the pixels each) until one finds small nuclei or none. When one
+    found small nuclei (real objects shrink with the image), the pass that fits closest to the
+    target size wins, the lower scale on a near tie: nuclei that fit at scale s are twice the
+    target at 2s, so a fit there is fragments. When none did (a texture the model reads at its
+    own size at every scale) the first pass stays, if it fits. When nothing fits and the first
+    pass found small nuclei or none, octaves up are tried (tiny nuclei).
     """
     probe = probe or SizeProbe()
     found: dict[int, float | None] = {}
@@ -92,15 +94,20 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
         diameter = diameter_at(k)
         return diameter is not None and 1 / probe.tolerance <= diameter / target_diameter <= probe.tolerance
 
-    run = []  # the first pass, then octaves down for as long as they do not find small nuclei
+    run, shrank = [], False  # the first pass, then octaves down for as long as they do not find small nuclei
     for k in range(0, -probe.octaves - 1, -1):
         diameter = diameter_at(k)
-        if diameter is not None and diameter < target_diameter / probe.tolerance or (diameter is None and k < 0):
+        if diameter is not None and diameter < target_diameter / probe.tolerance:
+            shrank = True
+            break
+        if diameter is None and k < 0:
             break
         run.append(k)
     fitting = {k: abs(np.log(found[k] / target_diameter)) for k in run if fits(k)}
     first = found[0]
-    if fitting:  # the lowest octave among those (nearly) as close to the target as the closest
+    if fitting and not shrank and 0 in fitting:  # nothing got smaller further down: texture, not large nuclei
+        chosen = 0
+    elif fitting:  # the lowest octave among those (nearly) as close to the target as the closest
         closest = min(fitting.values())
         chosen = min(k for k, distance in fitting.items() if distance <= closest + probe.tie)
     elif first is None or first < target_diameter:  # small or none: tiny nuclei, tried octaves up

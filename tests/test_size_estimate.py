@@ -115,3 +115,21 @@ def test_shipped_model_estimates_large_and_small_nuclei_within_20_percent(shippe
     image = to_rgb8(np.clip(np.where(labels > 0, 170.0, 25.0) + np.random.default_rng(0).normal(0, 6, shape), 0, 255).astype(np.uint8))
     estimate = estimate_diameter(model, image, DetectConfig(), target)
     assert estimate == pytest.approx(median_diameter(labels), rel=0.2)
+
+
+class TextureModel(BrightBlobModel):
+    """Reads any image as a grid of 30 px 'nuclei', at every scale (as a model does a tissue texture it never saw)."""
+
+    def forward(self, images):
+        self.calls += 1
+        height, width = images[0].shape[-2:]
+        boxes = [[x, y, x + 30, y + 30] for y in range(0, height - 29, 40) for x in range(0, width - 29, 40)]
+        if not boxes:
+            return [{"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "masks": torch.zeros(0, 1, 28, 28)}]
+        count = len(boxes)
+        return [{"boxes": torch.tensor(boxes, dtype=torch.float32), "scores": torch.full((count,), 0.9), "masks": torch.ones(count, 1, 28, 28)}]
+
+
+def test_a_texture_read_at_every_scale_keeps_the_first_pass():
+    estimate = estimate_diameter(TextureModel(), np.zeros((400, 400, 3), np.uint8), DetectConfig(pad_fraction=0), 40.0, SizeProbe(scale=1.0))
+    assert estimate == pytest.approx(median_diameter(np.pad(np.ones((30, 30), np.int32), 1)), rel=0.1)  # not 30 px at 1/8 scale
