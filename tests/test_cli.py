@@ -147,3 +147,75 @@ def test_unlistable_folder_csv_folder_and_file_as_output_get_one_line(folders, t
     monkeypatch.setattr(type(images), "iterdir", refuse)  # as a folder without read permission does for a non-root user
     assert main(["predict", str(images), "-o", str(tmp_path / "out"), "--method", "classic"]) == 2
     assert "cannot be listed (Permission denied)" in caplog.text
+
+
+def test_nan_pixels_are_reported_and_the_image_still_segmented(tmp_path, caplog):
+    images = tmp_path / "images"
+    images.mkdir()
+    image = nucleus_image(disks((128, 128), ((30, 30), (30, 90), (90, 60)), 12)).astype(np.float32) / 255
+    image[0, :5] = np.nan
+    image[1, 0] = np.inf
+    import tifffile
+
+    tifffile.imwrite(images / "float.tif", image)
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic"]) == 0
+    assert "float.tif: 6 non-finite pixels (NaN or inf) left out of the intensity stretch" in caplog.text
+    assert read_labels(out / "labels" / "float.tif").max() == 3
+
+
+def test_broken_link_counts_as_failed_and_named(folders, tmp_path, caplog):
+    images, _ = folders
+    (images / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    assert main(["predict", str(images), "-o", str(tmp_path / "out"), "--method", "classic"]) == 1
+    assert "gone.png: broken symbolic link" in caplog.text
+
+
+def test_a_failed_write_leaves_none_of_the_image_outputs_and_names_the_folder(folders, tmp_path, caplog, monkeypatch):
+    import workflow.batch
+
+    images, _ = folders
+
+    def refuse(path, labels):
+        raise PermissionError(13, "Permission denied", str(path.parent / ".img0.tif.abc.part"))
+
+    monkeypatch.setattr(workflow.batch, "write_labels", refuse)
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic"]) == 1
+    assert f"{out / 'labels'}: cannot write the outputs of img0 here (Permission denied)" in caplog.text
+    assert ".part" not in caplog.text and not list((out / "measurements").glob("*.csv"))
+
+
+def test_evaluate_skips_a_bad_pair_scores_the_rest_and_says_so(folders, tmp_path, caplog):
+    _, truth = folders
+    pred = tmp_path / "pred"
+    write_labels(pred / "img0.tif", read_labels(truth / "img0.tif"))
+    write_labels(pred / "img1.tif", np.zeros((10, 10), np.uint16))  # wrong size
+    write_labels(pred / "extra.tif", np.zeros((10, 10), np.uint16))  # no ground truth
+    assert main(["evaluate", str(pred), str(truth), "--csv", str(tmp_path / "s.csv")]) == 1
+    assert "img1.tif: size (10, 10) differs from ground truth (128, 128); not scored" in caplog.text
+    assert "1 prediction(s) have no ground truth and were not scored: extra" in caplog.text
+    rows = {r["image"]: r for r in csv.DictReader((tmp_path / "s.csv").open())}
+    assert float(rows["img0"]["dsb"]) == 1.0 and "img1" not in rows
+
+
+def test_predict_with_a_mismatched_truth_mask_still_reports(folders, tmp_path, caplog):
+    images, truth = folders
+    caplog.set_level("INFO")
+    write_labels(truth / "img1.tif", np.zeros((10, 10), np.uint16))
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--truth", str(truth)]) == 0
+    assert "report: " in caplog.text and "differs from ground truth" in caplog.text
+    assert (out / "report.html").is_file() and "3 segmented, 0 skipped (already done), 0 failed" in caplog.text
+
+
+def test_a_rerun_with_other_settings_is_refused_unless_overwrite(folders, tmp_path, caplog):
+    images, _ = folders
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic"]) == 0
+    saved = (out / "config.json").read_text()
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--set", "size.contour_sigma=0"]) == 2
+    assert "holds outputs made with other settings (size.contour_sigma: 1.5 before, 0.0 now)" in caplog.text
+    assert (out / "config.json").read_text() == saved
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--set", "size.contour_sigma=0", "--overwrite"]) == 0
+    assert json.loads((out / "config.json").read_text())["size"]["contour_sigma"] == 0.0

@@ -42,6 +42,7 @@ class ImageResult:
     stem: str
     nuclei: int = 0
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # one line each, naming the file
 
 
 @dataclass
@@ -89,16 +90,41 @@ def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | 
         import torch
 
         torch.set_num_threads(threads)
+    warnings = []
     try:
         image = read_image(path)
+        if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+            warnings.append(f"{path}: {int((~np.isfinite(image)).sum())} non-finite pixels (NaN or inf) left out of the intensity stretch")
         rgb8 = to_rgb8(image, cfg.input)
         prediction = cached_segmenter(cfg)(rgb8)
-        write_image_outputs(out_dir, path.stem, image, rgb8, prediction, cfg)
+        if prediction.diameter is None:
+            warnings.append(f"{path}: no nucleus found by the size estimate; segmented unscaled")
+        write_all_or_nothing(out_dir, path.stem, image, rgb8, prediction, cfg)
     except InputError as error:
-        return ImageResult(path.stem, error=str(error))
+        return ImageResult(path.stem, error=str(error), warnings=warnings)
     except Exception as error:  # noqa: BLE001 - reported per image; the run's exit status says it failed
-        return ImageResult(path.stem, error=f"{path}: {type(error).__name__}: {error}")
-    return ImageResult(path.stem, int(prediction.labels.max()))
+        return ImageResult(path.stem, error=f"{path}: {type(error).__name__}: {error}", warnings=warnings)
+    return ImageResult(path.stem, len(np.unique(prediction.labels)) - 1, warnings=warnings)
+
+
+def image_outputs(out_dir: Path, stem: str, prediction: Prediction, cfg: NucflowConfig) -> list[Path]:
+    """Every file `write_image_outputs` writes for one image."""
+    paths = [out_dir / "intermediate" / f"{stem}_{name}.tif" for name in prediction.intermediate]
+    if cfg.output.overlays:
+        paths.append(out_dir / "overlays" / f"{stem}.png")
+    return [*paths, measurement_path(out_dir, stem), label_path(out_dir, stem)]
+
+
+def write_all_or_nothing(out_dir: Path, stem: str, image: np.ndarray, rgb8: np.ndarray, prediction: Prediction, cfg: NucflowConfig) -> None:
+    """`write_image_outputs`, removing what it wrote of this image when a write fails, so a rerun
+    finds the image either finished or not started; the error names the folder, not a temporary file."""
+    try:
+        write_image_outputs(out_dir, stem, image, rgb8, prediction, cfg)
+    except OSError as error:
+        for path in image_outputs(out_dir, stem, prediction, cfg):
+            path.unlink(missing_ok=True)
+        folder = Path(error.filename).parent if error.filename else out_dir
+        raise InputError(folder, f"cannot write the outputs of {stem} here ({error.strerror or error})") from None
 
 
 def run_tasks(task: Callable[[Path], ImageResult], paths: list[Path], jobs: int, scheduler: str | None) -> Iterator[ImageResult]:
@@ -141,6 +167,36 @@ def check_writable(out_dir: Path) -> None:
         raise InputError(out_dir, f"output folder is not writable ({error.strerror})") from None
 
 
+IGNORED_SETTINGS = {"output.report"}  # settings that change no per-image output
+
+
+def first_difference(old: object, new: object, key: str = "") -> str | None:
+    """The first setting (dotted key) whose value differs between two config dicts, with both values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for name in sorted(set(old) | set(new)):
+            found = first_difference(old.get(name), new.get(name), f"{key}{name}.")
+            if found:
+                return found
+        return None
+    key = key.rstrip(".")
+    return None if old == new or key in IGNORED_SETTINGS else f"{key}: {json.dumps(old)} before, {json.dumps(new)} now"
+
+
+def check_same_settings(out_dir: Path, cfg: NucflowConfig) -> None:
+    """Refuse to add outputs to a folder whose finished images were made with other settings: its
+    config.json would no longer describe them (--overwrite redoes them all)."""
+    saved = out_dir / "config.json"
+    if not saved.is_file():
+        return
+    try:
+        old = json.loads(saved.read_text())
+    except ValueError:
+        raise InputError(saved, "is not valid JSON; remove it or use --overwrite") from None
+    difference = first_difference(old, json.loads(json.dumps(cfg.to_dict())))
+    if difference:
+        raise InputError(out_dir, f"holds outputs made with other settings ({difference}); use --overwrite to redo them, or another folder")
+
+
 def predict_folder(
     images_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -158,9 +214,11 @@ def predict_folder(
     check_writable(out_dir)
     if remove_partial_files(out_dir):
         log.info("removed half-written files of an interrupted run in %s", out_dir)
+    todo = [p for p in images if overwrite or not label_path(out_dir, p.stem).is_file()]
+    if len(todo) < len(images):
+        check_same_settings(out_dir, cfg)
     cfg.save(out_dir)
     summary = RunSummary()
-    todo = [p for p in images if overwrite or not label_path(out_dir, p.stem).is_file()]
     summary.skipped = [p.stem for p in images if p not in todo]
     if todo:
         cached_segmenter(cfg)  # a missing model fails here, once, before any image (and serves a one-process run)
@@ -174,6 +232,8 @@ def predict_folder(
 
 
 def _record(result: ImageResult, summary: RunSummary) -> None:
+    for warning in result.warnings:
+        log.warning("%s", warning)
     if result.error is not None:
         log.error("%s", result.error)
         summary.failed.append(result.stem)

@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,26 +22,40 @@ log = logging.getLogger(__name__)
 COLUMNS = ("dsb", "ap50", "precision", "recall", "f1", "mean_matched_iou", "n_true", "n_pred", "n_matched")
 
 
-def score_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> tuple[dict[str, ImageScores], list[str]]:
-    """Per-image scores for every ground-truth image, and the stems that had no prediction.
+@dataclass
+class FolderScores:
+    """Scores of a prediction folder against a ground-truth folder, and what could not be scored."""
 
-    Files are matched by stem; a missing prediction is scored as an empty one.
-    """
+    scores: dict[str, ImageScores] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # ground truth without a prediction: scored as empty
+    failed: list[str] = field(default_factory=list)  # one line per pair that could not be scored (skipped)
+    unmatched: list[str] = field(default_factory=list)  # predictions without ground truth (ignored)
+
+
+def score_folders(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> FolderScores:
+    """Per-image scores for every ground-truth image, matched by stem; a missing prediction is scored
+    as an empty one, a pair that cannot be scored (unreadable, sizes differ) is skipped and named."""
     if not Path(pred_dir).is_dir():
         raise InputError(pred_dir, "prediction folder not found")
     pred_files = {p.stem: p for p in Path(pred_dir).iterdir() if is_image_file(p)}
-    scores, missing = {}, []
-    for gt_path in tqdm(list_images(gt_dir), desc="scoring", unit="img"):
-        truth = read_labels(gt_path)
-        if gt_path.stem in pred_files:
-            pred = read_labels(pred_files[gt_path.stem])
-            if pred.shape != truth.shape:
-                raise InputError(pred_files[gt_path.stem], f"size {pred.shape} differs from ground truth {truth.shape}")
-        else:
-            missing.append(gt_path.stem)
-            pred = np.zeros_like(truth)
-        scores[gt_path.stem] = score_image(truth, pred)
-    return scores, missing
+    result = FolderScores()
+    truths = list_images(gt_dir)
+    result.unmatched = sorted(set(pred_files) - {p.stem for p in truths})
+    for gt_path in tqdm(truths, desc="scoring", unit="img"):
+        try:
+            truth = read_labels(gt_path)
+            if gt_path.stem in pred_files:
+                pred = read_labels(pred_files[gt_path.stem])
+                if pred.shape != truth.shape:
+                    raise InputError(pred_files[gt_path.stem], f"size {pred.shape} differs from ground truth {truth.shape}; not scored")
+            else:
+                result.missing.append(gt_path.stem)
+                pred = np.zeros_like(truth)
+        except InputError as error:
+            result.failed.append(str(error))
+            continue
+        result.scores[gt_path.stem] = score_image(truth, pred)
+    return result
 
 
 def score_segmenter(segmenter: Segmenter, pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[ImageScores], float]:
@@ -79,7 +94,15 @@ def evaluate_folders(pred_dir: str, gt_dir: str, csv_path: str | None = None) ->
     """The `evaluate` command: print the table, write the CSV, report missing predictions."""
     if csv_path and Path(csv_path).is_dir():
         raise InputError(csv_path, "--csv names a folder; give a file name for the table")
-    scores, missing = score_folders(pred_dir, gt_dir)
+    result = score_folders(pred_dir, gt_dir)
+    scores, missing = result.scores, result.missing
+    for line in result.failed:
+        log.error("%s", line)
+    if result.unmatched:
+        log.warning("%d prediction(s) have no ground truth and were not scored: %s", len(result.unmatched), ", ".join(result.unmatched[:10]))
+    if not scores:
+        log.error("%s: no image could be scored against %s", pred_dir, gt_dir)
+        return 1
     table = scores_table(scores)
     print(format_console(table))
     if missing:
@@ -93,4 +116,4 @@ def evaluate_folders(pred_dir: str, gt_dir: str, csv_path: str | None = None) ->
         log.info("wrote %s", csv_path)
     means = mean_scores(list(scores.values()))
     print(f"mean DSB score {means['dsb']:.4f}  AP@0.5 {means['ap50']:.4f}  F1 {means['f1']:.4f} over {len(scores)} images")
-    return 0
+    return 1 if result.failed else 0

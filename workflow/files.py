@@ -28,8 +28,10 @@ class InputError(Exception):
 
 
 def is_image_file(path: Path) -> bool:
-    """True for a regular, non-hidden file whose suffix is a supported image format."""
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+    """True for a regular, non-hidden file whose suffix is a supported image format, or a broken
+    link with such a name (listed, so that reading it fails with a message naming it, not skipped)."""
+    wanted = not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+    return wanted and (path.is_file() or (path.is_symlink() and not path.exists()))
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

@@ -31,6 +31,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
         raise InputError(path, f"unknown image format {suffix or '(no suffix)'!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    if path.is_symlink() and not path.exists():
+        raise InputError(path, f"broken symbolic link (its target {os.readlink(path)} does not exist)")
     if not path.exists():
         raise InputError(path, "file not found")
     if not path.is_file():

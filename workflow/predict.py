@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -24,6 +24,7 @@ class Prediction:
 
     labels: np.ndarray
     intermediate: dict[str, np.ndarray] = field(default_factory=dict)
+    diameter: float | None = None  # the median nucleus diameter used (px); None: no nucleus found, segmented unscaled
 
 
 @dataclass
@@ -43,19 +44,17 @@ class Segmenter:
         """Labels of `rgb8`; `diameter` (px) overrides `size.diameter`, and without either the size is estimated."""
         diameter = diameter if diameter is not None else self.size.diameter
         diameter = diameter if diameter is not None else self.estimate(rgb8)
-        if diameter is None:
-            log.warning("no nucleus found by the size estimate; segmenting the image unscaled")
         scale = size_scale(diameter, self.target_diameter, self.size.min_scale, self.size.max_scale)
         tile, overlap = self.tiling.original_pixels(scale)
         if not needs_tiles(rgb8.shape, tile):
-            return self.segment(rgb8, diameter)
+            return replace(self.segment(rgb8, diameter), diameter=diameter)
         log.info("large image (%d x %d px, x%.2f): segmenting it in tiles of %d px", rgb8.shape[0], rgb8.shape[1], scale, tile)
 
         def segment_tile(window: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             prediction = self.segment(window, diameter)
             return prediction.labels, prediction.intermediate
 
-        return Prediction(*segment_in_tiles(segment_tile, rgb8, tile, overlap))
+        return Prediction(*segment_in_tiles(segment_tile, rgb8, tile, overlap), diameter=diameter)
 
 
 def classic_segmenter(cfg: NucflowConfig) -> Segmenter:

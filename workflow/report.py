@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from workflow.images import read_image, resize_image, scaled_shape, to_rgb8
 from workflow.labels import read_labels, resize_labels
 from workflow.measure import overlay, png_bytes
 from workflow.metrics import ImageScores
+
+log = logging.getLogger(__name__)
 
 MAX_THUMBNAILS = 60  # a report over thousands of images stays small; the tables still list every image
 THUMBNAIL_SIDE = 220
@@ -71,7 +74,10 @@ def histograms(rows: list[ImageRow]) -> str:
 
 def scores_by_image(out_dir: Path, truth_dir: str | os.PathLike, stems: list[str]) -> dict[str, ImageScores]:
     """Scores of this run's images that have a ground-truth mask in `truth_dir`."""
-    scores, _ = score_folders(out_dir / "labels", truth_dir)
+    result = score_folders(out_dir / "labels", truth_dir)
+    for line in result.failed:
+        log.warning("report: %s", line)
+    scores = result.scores
     return {stem: scores[stem] for stem in stems if stem in scores}
 
 
