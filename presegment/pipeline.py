@@ -42,12 +42,13 @@ class SizeProbe:
     scale: float = 1.5  # the first pass (1.5: +0.01-0.03 val DSB over 1.0)
     tolerance: float = 1.6
     octaves: int = 3  # passes go at most this many octaves up or down from `scale`
+    shrink: float = 0.75  # an octave down, nuclei measured below this share of the size above are whole nuclei (fragments do not shrink)
     tie: float = 0.1  # fits whose |log(size / target)| are this close count as equally good: the lower scale wins
     max_side: int = 768  # larger windows are cropped around the image's centre (bounded cost on big images)
 
     def __post_init__(self) -> None:
-        if self.scale <= 0 or self.tolerance <= 1 or self.octaves < 0 or self.max_side < 64 or self.tie < 0:
-            raise ValueError("size probe: scale > 0, tolerance > 1, octaves >= 0, tie >= 0 and max_side >= 64 are required")
+        if self.scale <= 0 or self.tolerance <= 1 or self.octaves < 0 or self.max_side < 64 or self.tie < 0 or not 0 < self.shrink < 1:
+            raise ValueError("size probe: scale > 0, tolerance > 1, octaves >= 0, tie >= 0, 0 < shrink < 1 and max_side >= 64 are required")
 
 
 def nucleus_size(labels: np.ndarray, window_side: int, min_count: int = 2) -> float | None:
@@ -73,13 +74,14 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
     """Median nucleus diameter in the image's pixels, or None if no pass finds a nucleus.
 
     One pass can lock onto fragments: a model shown nuclei far larger than it was trained on
-    finds pieces of about its own size. So after the first pass, passes run an octave lower
-    each (cheap: a quarter of the pixels each) until one finds small nuclei or none. When one
-    found small nuclei (real objects shrink with the image), the pass that fits closest to the
-    target size wins, the lower scale on a near tie: nuclei that fit at scale s are twice the
-    target at 2s, so a fit there is fragments. When none did (a texture the model reads at its
-    own size at every scale) the first pass stays, if it fits. When nothing fits and the first
-    pass found small nuclei or none, octaves up are tried (tiny nuclei).
+    finds pieces of about its own size, and fragments do not shrink when the image does. So
+    after the first pass, passes run an octave lower each (cheap: a quarter of the pixels each)
+    until the nuclei found shrink with the image (whole nuclei: `probe.shrink`) or none are
+    found. When they shrank, the pass that fits closest to the target size wins, the lower
+    scale on a near tie (nuclei that fit at scale s are twice the target at 2s, so a fit there
+    is fragments). When nothing shrank (a texture the model reads at its own size at every
+    scale) the first pass stays, if it fits. When nothing fits and the first pass found small
+    nuclei or none, octaves up are tried (tiny nuclei).
     """
     probe = probe or SizeProbe()
     found: dict[int, float | None] = {}
@@ -94,18 +96,19 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
         diameter = diameter_at(k)
         return diameter is not None and 1 / probe.tolerance <= diameter / target_diameter <= probe.tolerance
 
-    run, shrank = [], False  # the first pass, then octaves down for as long as they do not find small nuclei
-    for k in range(0, -probe.octaves - 1, -1):
-        diameter = diameter_at(k)
-        if diameter is not None and diameter < target_diameter / probe.tolerance:
-            shrank = True
-            break
-        if diameter is None and k < 0:
+    run, shrank = [0], False  # the first pass, then an octave down at a time while the nuclei found do not shrink
+    diameter_at(0)
+    for k in range(-1, -probe.octaves - 1, -1):
+        above, diameter = found[k + 1], diameter_at(k)
+        if diameter is None:
             break
         run.append(k)
+        if above is not None and diameter < probe.shrink * above:  # they shrank with the image: whole nuclei
+            shrank = True
+            break
     fitting = {k: abs(np.log(found[k] / target_diameter)) for k in run if fits(k)}
     first = found[0]
-    if fitting and not shrank and 0 in fitting:  # nothing got smaller further down: texture, not large nuclei
+    if fitting and not shrank and 0 in fitting:  # nothing shrank further down: texture, not large nuclei
         chosen = 0
     elif fitting:  # the lowest octave among those (nearly) as close to the target as the closest
         closest = min(fitting.values())
