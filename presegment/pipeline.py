@@ -41,13 +41,23 @@ class SizeProbe:
 
     scale: float = 1.5  # the first pass (1.5: +0.01-0.03 val DSB over 1.0)
     tolerance: float = 1.6
-    octaves: int = 3  # passes go at most this many octaves up or down from `scale`
+    # passes go at most this many octaves up or down from `scale`. 0 (default): one pass, as the shipped models' zoom and
+    # post-processing were tuned with; 3 handles nuclei 5-120 px but cost the val fast path 0.023 DSB in its first version
+    # (benchmarks/results/size_probe.md)
+    octaves: int = 0
     shrink: float = 0.75  # an octave down, nuclei measured below this share of the size above are whole nuclei (fragments do not shrink)
     tie: float = 0.1  # fits whose |log(size / target)| are this close count as equally good: the lower scale wins
-    max_side: int = 768  # larger windows are cropped around the image's centre (bounded cost on big images)
+    max_side: int | None = None  # larger windows are cropped around the image's centre (bounded cost; 768 with octaves)
 
     def __post_init__(self) -> None:
-        if self.scale <= 0 or self.tolerance <= 1 or self.octaves < 0 or self.max_side < 64 or self.tie < 0 or not 0 < self.shrink < 1:
+        if (
+            self.scale <= 0
+            or self.tolerance <= 1
+            or self.octaves < 0
+            or (self.max_side is not None and self.max_side < 64)
+            or self.tie < 0
+            or not 0 < self.shrink < 1
+        ):
             raise ValueError("size probe: scale > 0, tolerance > 1, octaves >= 0, tie >= 0, 0 < shrink < 1 and max_side >= 64 are required")
 
 
@@ -61,9 +71,9 @@ def nucleus_size(labels: np.ndarray, window_side: int, min_count: int = 2) -> fl
     return diameter
 
 
-def probe_window(rgb8: np.ndarray, scale: float, max_side: int) -> np.ndarray:
+def probe_window(rgb8: np.ndarray, scale: float, max_side: int | None) -> np.ndarray:
     """`rgb8` resized by `scale`, cropped around its centre first when it would exceed `max_side` px."""
-    side = max(1, int(max_side / scale))
+    side = max(1, int(max_side / scale)) if max_side else max(rgb8.shape[:2])
     height, width = rgb8.shape[:2]
     top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
     window = rgb8[top : top + side, left : left + side]
@@ -84,6 +94,8 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
     nuclei or none, octaves up are tried (tiny nuclei).
     """
     probe = probe or SizeProbe()
+    if not probe.octaves:  # one pass, measured at the image's own size (what the shipped models were tuned with)
+        return median_diameter(segment_at_scale(model, rgb8, probe.scale, cfg))
     found: dict[int, float | None] = {}
 
     def diameter_at(k: int) -> float | None:

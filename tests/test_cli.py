@@ -97,10 +97,18 @@ def test_normalisation_flags_are_recorded_and_bad_percentiles_refused(folders, t
     images, _ = folders
     out = tmp_path / "out"
     assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--percentiles", "1", "99", "--per-channel"]) == 0
-    assert json.loads((out / "config.json").read_text())["input"] == {"normalize": True, "stretch_percentiles": [1.0, 99.0], "per_channel": True}
+    assert json.loads((out / "config.json").read_text())["input"] == {
+        "normalize": True,
+        "stretch_percentiles": [1.0, 99.0],
+        "per_channel": True,
+        "stretch_8bit": False,
+    }
     plain = tmp_path / "plain"
     assert main(["predict", str(images), "-o", str(plain), "--method", "classic", "--no-normalize"]) == 0
     assert json.loads((plain / "config.json").read_text())["input"]["normalize"] is False
+    stretched = tmp_path / "stretched"
+    assert main(["predict", str(images), "-o", str(stretched), "--method", "classic", "--stretch-8bit"]) == 0
+    assert json.loads((stretched / "config.json").read_text())["input"]["stretch_8bit"] is True
     assert main(["predict", str(images), "-o", str(tmp_path / "bad"), "--method", "classic", "--percentiles", "99", "1"]) == 2
     assert "--percentiles: stretch_percentiles must satisfy 0 <= low < high <= 100, got [99.0, 1.0]" in caplog.text
     assert main(["predict", str(images), "-o", str(tmp_path / "bad"), "--set", "input.stretch_percentiles=[5, 200]"]) == 2

@@ -42,8 +42,9 @@ def test_rgba_png_and_alpha_dropped_for_network(tmp_path):
     assert out.shape == (10, 12, 4)
     net = to_rgb8(out)
     assert net.shape == (10, 12, 3) and net.dtype == np.uint8
-    assert net[..., 1].min() == 255 and net[..., 0].max() == 0  # stretched by the colour channels alone (alpha 255 left out)
-    assert to_rgb8(out, InputConfig(normalize=False))[..., 1].min() == 90
+    assert net[..., 1].min() == 90  # 8-bit as it is by default
+    stretched = to_rgb8(out, InputConfig(stretch_8bit=True))
+    assert stretched[..., 1].min() == 255 and stretched[..., 0].max() == 0  # stretched by the colour channels alone (alpha 255 left out)
 
 
 def test_jpeg_reads(tmp_path, rng):
@@ -178,20 +179,21 @@ def test_unreadable_file_gives_one_line_error(tmp_path, monkeypatch):
 def test_dim_8bit_image_is_stretched_like_a_16bit_one(rng):
     bright = rng.integers(0, 256, (30, 30)).astype(np.uint8)
     dim = (bright // 6).astype(np.uint8)  # values 0..42, as a dim 8-bit acquisition
-    net = to_rgb8(dim)
+    net = to_rgb8(dim, InputConfig(stretch_8bit=True))
     assert net.min() == 0 and net.max() == 255
     assert np.corrcoef(net[..., 0].ravel(), bright.ravel())[0, 1] > 0.99
-    np.testing.assert_array_equal(to_rgb8(dim, InputConfig(normalize=False))[..., 0], dim)  # switched off: as it is
+    np.testing.assert_array_equal(to_rgb8(dim)[..., 0], dim)  # by default 8-bit stays as it is
+    np.testing.assert_array_equal(to_rgb8(dim, InputConfig(normalize=False, stretch_8bit=True))[..., 0], dim)  # switched off
 
 
 def test_joint_stretch_keeps_the_colour_balance_of_a_stain():
     image = np.zeros((10, 10, 3), np.uint8)
     image[:5] = (120, 60, 120)  # purple nuclei
     image[5:] = (200, 180, 200)  # pale background
-    joint = to_rgb8(image, InputConfig(stretch_percentiles=(0, 100))).astype(int)
+    joint = to_rgb8(image, InputConfig(stretch_percentiles=(0, 100), stretch_8bit=True)).astype(int)
     assert joint[0, 0, 0] == joint[0, 0, 2] > joint[0, 0, 1]  # still purple
     assert joint[9, 9].max() == 255 and joint[0, 0].min() == 0
-    per_channel = to_rgb8(image, InputConfig(stretch_percentiles=(0, 100), per_channel=True)).astype(int)
+    per_channel = to_rgb8(image, InputConfig(stretch_percentiles=(0, 100), per_channel=True, stretch_8bit=True)).astype(int)
     assert per_channel[0, 0].tolist() == [0, 0, 0]  # each channel on its own: the hue is gone
 
 

@@ -173,9 +173,9 @@ def test_zoom_enlarges_what_mask_rcnn_sees_but_not_the_output():
     model.seen.clear()  # nothing found in the probe pass: the image is segmented as it is, not zoomed
     presegment(model, np.zeros((64, 64, 3), np.uint8), 24.0, DetectConfig(zoom=1.5, pad_fraction=0), probe=SizeProbe(scale=1.0, octaves=0))
     assert model.seen == [(64, 64), (64, 64)]
-    model.seen.clear()  # the default probe tries an octave ladder first, then still segments the image as it is
-    presegment(model, np.zeros((64, 64, 3), np.uint8), 24.0, DetectConfig(zoom=1.5, pad_fraction=0))
-    assert len(model.seen) == 2 + SizeProbe().octaves + 1 and model.seen[-1] == (64, 64)  # first, one down, all up; then the image
+    model.seen.clear()  # the octave ladder tries more passes first, then still segments the image as it is
+    presegment(model, np.zeros((64, 64, 3), np.uint8), 24.0, DetectConfig(zoom=1.5, pad_fraction=0), probe=SizeProbe(octaves=3))
+    assert len(model.seen) == 2 + 3 + 1 and model.seen[-1] == (64, 64)  # first, one down, all up; then the image
 
 
 def test_save_load_roundtrip_fp16(tmp_path):

@@ -30,6 +30,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     stretch.add_argument("--percentiles", nargs=2, type=float, metavar=("LOW", "HIGH"), help="stretch between these percentiles (default 0.1 99.9)")
     stretch.add_argument("--no-normalize", action="store_true", help="no stretch: 8-bit as it is, 16-bit / 257, float x 255")
     stretch.add_argument("--per-channel", action="store_true", help="stretch each colour channel on its own (default: one range for all)")
+    stretch.add_argument("--stretch-8bit", action="store_true", help="stretch 8-bit images too (default: as they are, as the shipped models learned them)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +151,8 @@ def _apply_input_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None
         changes["normalize"] = False
     if args.per_channel:
         changes["per_channel"] = True
+    if args.stretch_8bit:
+        changes["stretch_8bit"] = True
     try:
         cfg.input = replace(cfg.input, **changes)
     except ValueError as error:
