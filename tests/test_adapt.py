@@ -57,6 +57,7 @@ def overrides():
     return [arg for setting in TINY for arg in ("--set", setting)]
 
 
+@pytest.mark.slow
 def test_train_on_unlabeled_images_then_predict_with_the_models(tmp_path):
     images, run = tmp_path / "images", tmp_path / "run"
     two_styles(images)

@@ -62,6 +62,7 @@ def test_outputs_people_use(tmp_path):
     assert "Mean DSB score over 3 images with ground truth" in report and "im01" in report
 
 
+@pytest.mark.slow
 def test_parallel_and_dask_runs_give_the_same_labels(tmp_path):
     images, _ = make_images(tmp_path / "images", 4)
     cfg = load_config(overrides=["method=classic", "output.report=false"])
@@ -87,6 +88,7 @@ def test_unreachable_dask_scheduler_is_a_one_line_error(tmp_path, monkeypatch, c
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in caplog.text
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_outputs(tmp_path):
     images, _ = make_images(tmp_path / "images", 12, side=384)
     command = [sys.executable, "-m", "workflow.cli", "predict", str(images), "--method", "classic", "--no-report"]

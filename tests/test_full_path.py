@@ -65,6 +65,7 @@ def test_train_unet_collects_an_ensemble(trained):
     assert card["target_sigma"] == 1.0 and card["seed"] == 1 and card["target_diameter"] == 20.0
 
 
+@pytest.mark.slow
 def test_full_predict_writes_labels_of_image_size(trained, tmp_path):
     root, data = trained
     models = ["--model", str(root / "preseg" / "model"), "--ensemble", str(root / "unet" / "ensemble")]
@@ -102,6 +103,7 @@ def test_an_ensemble_of_mixed_nucleus_sizes_is_a_one_line_error(trained, tmp_pat
     assert "different nucleus sizes [20.0, 30.0]" in errors[-1] and "mixed" in errors[-1] and "\n" not in errors[-1]
 
 
+@pytest.mark.slow
 def test_param_search_writes_best_params_that_predict_reads(trained, tmp_path):
     root, data = trained
     models = ["--model", str(root / "preseg" / "model"), "--ensemble", str(root / "unet" / "ensemble")]
@@ -125,6 +127,7 @@ def params_file(path, **changes):
     return str(path)
 
 
+@pytest.mark.slow
 def test_keep_intermediate_writes_the_maps_post_processing_saw(trained, tmp_path):
     root, data = trained
     models = ["--model", str(root / "preseg" / "model"), "--ensemble", str(root / "unet" / "ensemble")]
@@ -191,6 +194,7 @@ def test_a_presegmenter_fine_tuned_from_a_model_says_so_in_its_card(trained, tmp
     assert json.loads((tmp_path / "moved" / "model" / "model.json").read_text())["target_diameter"] == 30.0
 
 
+@pytest.mark.slow
 def test_a_centerness_member_fine_tuned_from_a_member_feeds_the_full_path(trained, tmp_path, caplog):
     root, data = trained
     source = root / "unet" / "ensemble" / "member-0"

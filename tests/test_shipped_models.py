@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from postprocess.params import DEFAULT_PARAMS, load_params
 from presegment.storage import DEFAULT_MODEL
 from tests.conftest import DATA
@@ -32,6 +34,7 @@ def test_defaults_agree_and_fit_the_size_budget():
     assert "mean_dsb" in DEFAULT_PARAMS.read_text()  # found by the search, not the reference's guesses
 
 
+@pytest.mark.slow
 def test_full_path_with_shipped_defaults_segments_a_real_image():
     image = to_rgb8(read_image(DATA / "images" / f"{HE_IMAGE}.png"))
     truth = read_labels(DATA / "masks" / f"{HE_IMAGE}.tif")
