@@ -21,3 +21,17 @@ def nucleus_image(labels: np.ndarray, seed: int = 0, bright: bool = True) -> np.
     if not bright:
         image = 255 - image
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+# settings that make a presegmenter train in seconds (tests only)
+TINY_PRESEGMENTER = [
+    "presegment.architecture.fpn_channels=32",
+    "presegment.architecture.box_head_width=32",
+    "presegment.architecture.mask_head_width=16",
+    "presegment.train.iterations=2",
+    "presegment.train.batch_size=1",
+    "presegment.train.crop_size=64",
+    "presegment.train.val_every=2",
+    "size.target_diameter=20",
+    "device=cpu",
+]

@@ -10,19 +10,13 @@ import pytest
 import tifffile
 import torch
 
-from tests.synthetic import disks, nucleus_image
+from tests.synthetic import TINY_PRESEGMENTER, disks, nucleus_image
 from unet_ensemble.storage import load_member
 from workflow.cli import main
 from workflow.labels import read_labels, write_labels
 
 TINY = [
-    "presegment.architecture.fpn_channels=32",
-    "presegment.architecture.box_head_width=32",
-    "presegment.architecture.mask_head_width=16",
-    "presegment.train.iterations=2",
-    "presegment.train.batch_size=1",
-    "presegment.train.crop_size=64",
-    "presegment.train.val_every=2",
+    *TINY_PRESEGMENTER,
     "unet.architecture.depth=3",
     "unet.architecture.decoder_channels=[16, 8, 8]",
     "unet.sigmas=[0, 1]",
@@ -31,8 +25,6 @@ TINY = [
     "unet.train.batch_size=2",
     "unet.train.crop_size=64",
     "unet.train.val_every=2",
-    "size.target_diameter=20",
-    "device=cpu",
 ]
 
 

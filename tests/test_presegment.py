@@ -13,7 +13,7 @@ from presegment.pipeline import SizeProbe, presegment
 from presegment.predict import VIEWS, DetectConfig, Detections, detect, dilate_labels, mirror, paint, paste, run_model, segment
 from presegment.storage import load_model, save_model
 from presegment.train import TrainConfig, make_target, train
-from tests.synthetic import disks, nucleus_image
+from tests.synthetic import TINY_PRESEGMENTER, disks, nucleus_image
 from workflow.images import resize_image, tile_starts, to_rgb8
 from workflow.labels import resize_labels
 from workflow.metrics import score_image
@@ -262,18 +262,7 @@ def test_train_presegment_command_end_to_end(tmp_path):
         write_labels(data / "masks" / f"im{k}.tif", truth)
         rows.append(f"im{k},{'val' if k == 3 else 'train'}")
     (data / "split.csv").write_text("\n".join(rows) + "\n")
-    tiny = [
-        "presegment.architecture.fpn_channels=32",
-        "presegment.architecture.box_head_width=32",
-        "presegment.architecture.mask_head_width=16",
-        "presegment.train.iterations=2",
-        "presegment.train.batch_size=1",
-        "presegment.train.crop_size=64",
-        "presegment.train.val_every=2",
-        "size.target_diameter=20",
-        "device=cpu",
-    ]
-    assert main(["train-presegment", str(data), "-o", str(tmp_path / "run"), *[a for o in tiny for a in ("--set", o)]]) == 0
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "run"), *[a for o in TINY_PRESEGMENTER for a in ("--set", o)]]) == 0
     card = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
     assert card["target_diameter"] == 20.0 and card["training_data"]["train_images"] == 3
     assert card["validation_fast_path"]["images"] == 1 and 0.0 <= card["validation_fast_path"]["dsb"] <= 1.0
