@@ -10,7 +10,7 @@ from torch import nn
 
 from presegment.predict import DetectConfig, segment
 from workflow.images import resize_image, scaled_shape, size_scale
-from workflow.labels import median_diameter, resize_labels
+from workflow.labels import count_objects, median_diameter, resize_labels
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class SizeProbe:
 def nucleus_size(labels: np.ndarray, window_side: int, min_count: int = 2) -> float | None:
     """Median diameter of a probe pass, or None when it found fewer than `min_count` objects or
     objects over a third of the window (the whole image taken for one nucleus)."""
-    count = len(np.unique(labels)) - 1
+    count = count_objects(labels)
     diameter = median_diameter(labels)
     if count < min_count or diameter is None or diameter > window_side / 3:
         return None

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from workflow.config import NucflowConfig
 from workflow.files import InputError, label_path, list_images, measurement_path, remove_partial_files, write_text
 from workflow.images import read_image, to_rgb8, write_probability
-from workflow.labels import write_labels
+from workflow.labels import count_objects, write_labels
 from workflow.measure import measure_nuclei, measurements_csv, overlay, write_png
 from workflow.predict import Prediction, Segmenter, build_segmenter
 from workflow.run_outputs import write_run_outputs
@@ -71,15 +71,20 @@ def cached_segmenter(cfg: NucflowConfig) -> Segmenter:
     return _SEGMENTERS[key]
 
 
-def write_image_outputs(out_dir: Path, stem: str, image: np.ndarray, rgb8: np.ndarray, prediction: Prediction, cfg: NucflowConfig) -> None:
-    """Every per-image output; the label file last, since its presence marks the image finished."""
+def write_image_outputs(out_dir: Path, stem: str, image: np.ndarray, rgb8: np.ndarray, prediction: Prediction, cfg: NucflowConfig, written: list[Path]) -> None:
+    """Every per-image output, each path added to `written` before it is written; the label file
+    last, since its presence marks the image finished."""
+
+    def write(path: Path, writer: Callable, content: object) -> None:
+        written.append(path)
+        writer(path, content)
+
     for name, array in prediction.intermediate.items():
-        path = out_dir / "intermediate" / f"{stem}_{name}.tif"
-        (write_probability if np.issubdtype(array.dtype, np.floating) else write_labels)(path, array)
+        write(out_dir / "intermediate" / f"{stem}_{name}.tif", write_probability if np.issubdtype(array.dtype, np.floating) else write_labels, array)
     if cfg.output.overlays:
-        write_png(out_dir / "overlays" / f"{stem}.png", overlay(rgb8, prediction.labels))
-    write_text(measurement_path(out_dir, stem), measurements_csv(measure_nuclei(stem, prediction.labels, image)))
-    write_labels(label_path(out_dir, stem), prediction.labels)
+        write(out_dir / "overlays" / f"{stem}.png", write_png, overlay(rgb8, prediction.labels))
+    write(measurement_path(out_dir, stem), write_text, measurements_csv(measure_nuclei(stem, prediction.labels, image)))
+    write(label_path(out_dir, stem), write_labels, prediction.labels)
 
 
 def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | None = None) -> ImageResult:
@@ -104,24 +109,17 @@ def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | 
         return ImageResult(path.stem, error=str(error), warnings=warnings)
     except Exception as error:  # noqa: BLE001 - reported per image; the run's exit status says it failed
         return ImageResult(path.stem, error=f"{path}: {type(error).__name__}: {error}", warnings=warnings)
-    return ImageResult(path.stem, len(np.unique(prediction.labels)) - 1, warnings=warnings)
-
-
-def image_outputs(out_dir: Path, stem: str, prediction: Prediction, cfg: NucflowConfig) -> list[Path]:
-    """Every file `write_image_outputs` writes for one image."""
-    paths = [out_dir / "intermediate" / f"{stem}_{name}.tif" for name in prediction.intermediate]
-    if cfg.output.overlays:
-        paths.append(out_dir / "overlays" / f"{stem}.png")
-    return [*paths, measurement_path(out_dir, stem), label_path(out_dir, stem)]
+    return ImageResult(path.stem, count_objects(prediction.labels), warnings=warnings)
 
 
 def write_all_or_nothing(out_dir: Path, stem: str, image: np.ndarray, rgb8: np.ndarray, prediction: Prediction, cfg: NucflowConfig) -> None:
     """`write_image_outputs`, removing what it wrote of this image when a write fails, so a rerun
     finds the image either finished or not started; the error names the folder, not a temporary file."""
+    written: list[Path] = []
     try:
-        write_image_outputs(out_dir, stem, image, rgb8, prediction, cfg)
+        write_image_outputs(out_dir, stem, image, rgb8, prediction, cfg, written)
     except OSError as error:
-        for path in image_outputs(out_dir, stem, prediction, cfg):
+        for path in written:
             path.unlink(missing_ok=True)
         folder = Path(error.filename).parent if error.filename else out_dir
         raise InputError(folder, f"cannot write the outputs of {stem} here ({error.strerror or error})") from None

@@ -26,7 +26,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override one setting, e.g. --set size.target_diameter=32 (repeatable)",
     )
-    stretch = parser.add_argument_group("input normalisation (every image is stretched between intensity percentiles by default)")
+    stretch = parser.add_argument_group("input normalisation (16-bit and float images are stretched between intensity percentiles by default)")
     stretch.add_argument("--percentiles", nargs=2, type=float, metavar=("LOW", "HIGH"), help="stretch between these percentiles (default 0.1 99.9)")
     stretch.add_argument("--no-normalize", action="store_true", help="no stretch: 8-bit as it is, 16-bit / 257, float x 255")
     stretch.add_argument("--per-channel", action="store_true", help="stretch each colour channel on its own (default: one range for all)")

@@ -187,6 +187,11 @@ def _resize_smoothly(labels: np.ndarray, shape: tuple[int, int], sigma: float) -
     return owner
 
 
+def count_objects(labels: np.ndarray) -> int:
+    """Number of objects present (distinct non-zero labels; gaps in the numbering do not count)."""
+    return int(np.count_nonzero(np.unique(labels)))
+
+
 def median_diameter(labels: np.ndarray) -> float | None:
     """Median equivalent diameter sqrt(4A/pi) of the objects, or None when there are none."""
     areas = np.bincount(np.asarray(labels, dtype=np.int64).ravel())[1:]
