@@ -22,10 +22,10 @@ import torch
 
 from workflow.batch import predict_folder
 from workflow.config import load_config
-from workflow.files import label_path
-from workflow.images import read_image, to_rgb8
-from workflow.labels import read_labels
-from workflow.runtime import cpu_model
+from workflow.core.files import label_path
+from workflow.core.images import read_image, to_rgb8
+from workflow.core.labels import read_labels
+from workflow.core.runtime import cpu_model
 
 SAMPLE = Path("examples/images/0402a81e75262469925ea893b6706183832e85324f7b1e08e634129f5d522cdd.png")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from skimage.segmentation import expand_labels
 
-from workflow.files import write_text
-from workflow.metrics import score_image
-from workflow.runtime import cpu_model
+from workflow.core.files import write_text
+from workflow.core.metrics import score_image
+from workflow.core.runtime import cpu_model
 
 
 def nuclei(rng: np.random.Generator, count: int = 500, size: int = 1000) -> np.ndarray:

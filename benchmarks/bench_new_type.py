@@ -30,12 +30,12 @@ import torch
 
 from workflow.adapt import STAGES, train_on_images
 from workflow.config import NucflowConfig, load_config
+from workflow.core.files import list_images, write_json, write_text
+from workflow.core.metrics import mean_scores
+from workflow.core.modelfiles import read_card
+from workflow.core.runtime import device_name, resolve_device, setup_logging
 from workflow.evaluate import score_segmenter
-from workflow.files import list_images, write_json, write_text
-from workflow.metrics import mean_scores
-from workflow.modelfiles import read_card
 from workflow.predict import build_segmenter
-from workflow.runtime import device_name, resolve_device, setup_logging
 from workflow.training import train_presegmenter, train_unet_ensemble
 from workflow.training_data import find_mask, load_pair, read_split
 

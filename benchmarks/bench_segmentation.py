@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 from workflow.config import load_config
+from workflow.core.files import write_text
+from workflow.core.metrics import mean_scores
+from workflow.core.runtime import device_name, resolve_device
 from workflow.evaluate import score_segmenter
-from workflow.files import write_text
-from workflow.metrics import mean_scores
 from workflow.predict import build_segmenter
-from workflow.runtime import device_name, resolve_device
 from workflow.training_data import load_annotated
 
 

@@ -21,10 +21,10 @@ import torch
 from skimage.measure import label as connected_components
 
 from workflow.config import load_config
-from workflow.files import write_text
-from workflow.metrics import score_image
+from workflow.core.files import write_text
+from workflow.core.metrics import score_image
+from workflow.core.runtime import device_name, resolve_device
 from workflow.predict import build_segmenter
-from workflow.runtime import device_name, resolve_device
 from workflow.training_data import load_annotated
 
 SIDE = 512

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workflow.images import resize_image, scaled_shape
+from workflow.core.images import resize_image, scaled_shape
 
 BORDER = 4
 EXEMPLAR_FRAME = (255, 160, 0)  # exemplars are framed in orange

@@ -8,7 +8,7 @@ import numpy as np
 from skimage.color import rgb2gray, rgb2lab
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 
-from workflow.images import resize_image, scaled_shape
+from workflow.core.images import resize_image, scaled_shape
 
 GLCM_PROPERTIES = ("contrast", "homogeneity", "energy", "correlation")
 GLCM_DISTANCES = (1, 4)

@@ -12,9 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from workflow.images import InputConfig, to_rgb8
-from workflow.measure import MEASUREMENT_COLUMNS, measure_nuclei
-from workflow.metrics import ImageScores, score_image
+from workflow.core.images import InputConfig, to_rgb8
+from workflow.core.measure import MEASUREMENT_COLUMNS, measure_nuclei
+from workflow.core.metrics import ImageScores, score_image
 
 METHODS = ("classic", "fast", "full")
 MAX_CHANNELS = 8  # an axis this short is a channel axis, not a spatial one
@@ -80,7 +80,7 @@ class Segmenter:
             raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
         cfg = load_config(config, list(settings))
         if models is not None:
-            from workflow.modelfiles import trained_models
+            from workflow.core.modelfiles import trained_models
 
             cfg.presegment.model, cfg.unet.model, cfg.full.params = trained_models(models)
         # the full path always keeps its maps (a resize each, small beside its networks), so asking for them loads nothing new

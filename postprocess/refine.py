@@ -24,7 +24,7 @@ from postprocess.steps import (
     merge_scales,
     refine_with_foreground,
 )
-from workflow.labels import remove_small
+from workflow.core.labels import remove_small
 
 
 @dataclass

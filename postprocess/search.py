@@ -19,8 +19,8 @@ import numpy as np
 import optuna
 
 from postprocess.refine import CENTERNESS_SEARCH_SPACE, SEARCH_SPACE, RefineParams, refine
-from workflow.labels import resize_labels
-from workflow.metrics import score_image
+from workflow.core.labels import resize_labels
+from workflow.core.metrics import score_image
 
 log = logging.getLogger(__name__)
 INTEGER_PARAMETERS = {"prob_th", "erode", "dilate", "min_size", "min_overlap", "max_v", "c_area"}

@@ -11,7 +11,7 @@ from scipy import ndimage as ndi
 from skimage.measure import regionprops
 from skimage.segmentation import expand_labels, find_boundaries, watershed
 
-from workflow.labels import fill_holes, relabel, remove_small
+from workflow.core.labels import fill_holes, relabel, remove_small
 
 
 def touching_pairs(labels: np.ndarray) -> set[tuple[int, int]]:

@@ -8,7 +8,7 @@ import os
 from torch import nn
 
 from presegment.storage import load_model, read_card, resolve_model_folder
-from workflow.runtime import resolve_device
+from workflow.core.runtime import resolve_device
 
 BACKENDS = ("torchvision", "detectron2")
 

@@ -15,8 +15,8 @@ from skimage.filters import gaussian, threshold_otsu
 from skimage.measure import label as connected_components
 from skimage.segmentation import watershed
 
-from workflow.images import resize_image, scaled_shape, size_scale
-from workflow.labels import fill_holes, median_diameter, relabel, remove_small, resize_labels
+from workflow.core.images import resize_image, scaled_shape, size_scale
+from workflow.core.labels import fill_holes, median_diameter, relabel, remove_small, resize_labels
 
 
 @dataclass

@@ -9,8 +9,8 @@ import numpy as np
 from torch import nn
 
 from presegment.predict import DetectConfig, segment
-from workflow.images import resize_image, scaled_shape, size_scale
-from workflow.labels import count_objects, median_diameter, resize_labels
+from workflow.core.images import resize_image, scaled_shape, size_scale
+from workflow.core.labels import count_objects, median_diameter, resize_labels
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from presegment.consensus import SoftInstance, vote
-from workflow.images import tile_cores
-from workflow.labels import relabel
-from workflow.modelfiles import device_of
+from workflow.core.images import tile_cores
+from workflow.core.labels import relabel
+from workflow.core.modelfiles import device_of
 
 # torchvision samples its mask targets with roi_align(aligned=False), half a pixel right of
 # and below the box: that is where a torchvision model's masks belong when painted.

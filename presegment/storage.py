@@ -1,4 +1,4 @@
-"""Presegmenter model folders (see `workflow.modelfiles`) and the shipped default."""
+"""Presegmenter model folders (see `workflow.core.modelfiles`) and the shipped default."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from presegment.model import Architecture, build_model
-from workflow.modelfiles import load_weights, read_card, save_weights, update_card
+from workflow.core.modelfiles import load_weights, read_card, save_weights, update_card
 
 __all__ = ["DEFAULT_MODEL", "load_model", "read_card", "resolve_model_folder", "save_model", "update_card"]
 

@@ -18,11 +18,11 @@ from torch import nn
 from presegment.model import Architecture, build_model, count_parameters
 from presegment.predict import DetectConfig, segment
 from presegment.storage import save_model
-from workflow.augment import AugmentConfig, CropSampler
-from workflow.labels import relabel, remove_small
-from workflow.metrics import mean_scores, score_image
-from workflow.optim import TrainingRun
-from workflow.runtime import device_name
+from workflow.core.augment import AugmentConfig, CropSampler
+from workflow.core.labels import relabel, remove_small
+from workflow.core.metrics import mean_scores, score_image
+from workflow.core.optim import TrainingRun
+from workflow.core.runtime import device_name
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workflow.augment import AugmentConfig, CropSampler
-from workflow.files import atomic_path
-from workflow.modelfiles import load_weights, read_card, save_weights
+from workflow.core.augment import AugmentConfig, CropSampler
+from workflow.core.files import atomic_path
+from workflow.core.modelfiles import load_weights, read_card, save_weights
 
 log = logging.getLogger(__name__)
 MASK_CHANNELS = 2  # foreground and object boundaries, so that touching nuclei stay apart

@@ -12,8 +12,8 @@ from presegment.storage import DEFAULT_MODEL
 from tests.synthetic import disks
 from unet_ensemble.storage import DEFAULT_ENSEMBLE
 from workflow.cli import main
-from workflow.labels import read_labels, write_labels
-from workflow.modelfiles import read_card
+from workflow.core.labels import read_labels, write_labels
+from workflow.core.modelfiles import read_card
 
 TINY = [
     "device=cpu",

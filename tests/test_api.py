@@ -9,7 +9,7 @@ import pytest
 import nucflow
 from nucflow.api import network_input
 from tests.synthetic import disks, nucleus_image
-from workflow.images import InputConfig
+from workflow.core.images import InputConfig
 
 
 def test_import_nucflow_loads_no_torch():

@@ -16,7 +16,7 @@ from workflow import batch
 from workflow.batch import predict_folder
 from workflow.cli import main
 from workflow.config import load_config
-from workflow.labels import read_labels, rle_decode, write_labels
+from workflow.core.labels import read_labels, rle_decode, write_labels
 
 CENTRES = (((30, 30), (30, 90), (90, 60)), ((40, 40), (90, 90)), ((64, 64),), ((25, 25), (25, 100), (100, 25), (100, 100)))
 

@@ -2,8 +2,8 @@ import numpy as np
 
 from presegment.classic import ClassicConfig, estimate_diameter, segment
 from tests.synthetic import disks, nucleus_image
-from workflow.images import to_rgb8
-from workflow.metrics import score_image
+from workflow.core.images import to_rgb8
+from workflow.core.metrics import score_image
 
 
 def test_classic_finds_separate_disks():

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import DATA
 from tests.synthetic import disks, nucleus_image
 from workflow.cli import main
-from workflow.labels import read_labels, write_labels
+from workflow.core.labels import read_labels, write_labels
 
 
 def test_help_lists_every_subcommand():

@@ -4,7 +4,7 @@ import pytest
 
 from presegment.predict import VIEWS
 from workflow.config import NucflowConfig, load_config
-from workflow.files import InputError
+from workflow.core.files import InputError
 
 
 def test_defaults_follow_the_reference():

@@ -13,7 +13,7 @@ import torch
 from tests.synthetic import TINY_PRESEGMENTER, disks, nucleus_image
 from unet_ensemble.storage import load_member
 from workflow.cli import main
-from workflow.labels import read_labels, write_labels
+from workflow.core.labels import read_labels, write_labels
 
 TINY = [
     *TINY_PRESEGMENTER,

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from workflow.files import InputError, list_images
-from workflow.images import InputConfig, read_image, resize_image, size_scale, to_rgb8
+from workflow.core.files import InputError, list_images
+from workflow.core.images import InputConfig, read_image, resize_image, size_scale, to_rgb8
 
 
 def write_png(path, array):

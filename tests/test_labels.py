@@ -4,8 +4,8 @@ import pytest
 import tifffile
 
 from tests.synthetic import disks
-from workflow.files import InputError
-from workflow.labels import (
+from workflow.core.files import InputError
+from workflow.core.labels import (
     fill_holes,
     import_kaggle_folder,
     labels_to_rle,

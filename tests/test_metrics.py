@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tests.synthetic import disks
-from workflow.metrics import iou_matrix, mean_scores, score_image
+from workflow.core.metrics import iou_matrix, mean_scores, score_image
 
 
 def squares(*boxes, shape=(40, 40)):

@@ -14,9 +14,9 @@ from presegment.predict import VIEWS, DetectConfig, Detections, detect, dilate_l
 from presegment.storage import load_model, save_model
 from presegment.train import TrainConfig, make_target, train
 from tests.synthetic import TINY_PRESEGMENTER, disks, nucleus_image
-from workflow.images import resize_image, tile_starts, to_rgb8
-from workflow.labels import resize_labels
-from workflow.metrics import score_image
+from workflow.core.images import resize_image, tile_starts, to_rgb8
+from workflow.core.labels import resize_labels
+from workflow.core.metrics import score_image
 
 
 class BrightBlobModel(nn.Module):
@@ -235,7 +235,7 @@ def test_detectron2_backend_says_it_is_missing():
 def test_fast_predict_cli_with_a_model_folder(tiny_run, tmp_path):
     from tests.conftest import DATA
     from workflow.cli import main
-    from workflow.labels import read_labels
+    from workflow.core.labels import read_labels
 
     out = tmp_path / "fast"
     assert main(["predict", str(DATA / "images"), "-o", str(out), "--fast", "--model", str(tiny_run[0] / "model")]) == 0
@@ -251,7 +251,7 @@ def test_train_presegment_command_end_to_end(tmp_path):
     import cv2
 
     from workflow.cli import main
-    from workflow.labels import write_labels
+    from workflow.core.labels import write_labels
 
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)

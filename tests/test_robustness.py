@@ -12,7 +12,7 @@ import tifffile
 
 from tests.synthetic import disks, nucleus_image
 from workflow.cli import main
-from workflow.labels import read_labels, write_labels
+from workflow.core.labels import read_labels, write_labels
 
 BAD = {  # file name -> words its one-line error must contain
     "empty.png": "empty",

@@ -6,7 +6,7 @@ import optuna
 from postprocess.refine import RefineParams
 from postprocess.search import Case, best_params, load_cases, mean_dsb, plot_progress, save_cases, search, search_space
 from tests.synthetic import disks
-from workflow.labels import resize_labels
+from workflow.core.labels import resize_labels
 
 
 def cases():

@@ -9,10 +9,10 @@ from presegment.storage import DEFAULT_MODEL
 from tests.conftest import DATA
 from unet_ensemble.storage import DEFAULT_ENSEMBLE, load_ensemble
 from workflow.config import load_config
-from workflow.images import read_image, to_rgb8
-from workflow.labels import read_labels
-from workflow.metrics import score_image
-from workflow.modelfiles import read_card
+from workflow.core.images import read_image, to_rgb8
+from workflow.core.labels import read_labels
+from workflow.core.metrics import score_image
+from workflow.core.modelfiles import read_card
 from workflow.predict import build_segmenter
 
 BUDGET_MB = 60

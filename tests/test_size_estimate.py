@@ -10,9 +10,9 @@ from presegment.pipeline import SizeProbe, estimate_diameter, nucleus_size, prob
 from presegment.predict import DetectConfig
 from presegment.storage import DEFAULT_MODEL, load_model
 from tests.test_presegment import BrightBlobModel
-from workflow.images import to_rgb8
-from workflow.labels import median_diameter
-from workflow.modelfiles import for_inference
+from workflow.core.images import to_rgb8
+from workflow.core.labels import median_diameter
+from workflow.core.modelfiles import for_inference
 
 LADDER = SizeProbe(octaves=3, max_side=768)  # the octave ladder (off by default until the models are retuned for it)
 

@@ -6,10 +6,10 @@ from skimage.measure import label as connected_components
 
 from tests.synthetic import disks, nucleus_image
 from workflow.config import load_config
-from workflow.images import tile_cores, to_rgb8
-from workflow.metrics import score_image
+from workflow.core.images import tile_cores, to_rgb8
+from workflow.core.metrics import score_image
+from workflow.core.tiling import TilingConfig, owned_objects, segment_in_tiles
 from workflow.predict import build_segmenter
-from workflow.tiling import TilingConfig, owned_objects, segment_in_tiles
 
 
 def grid_of_disks(shape=(300, 420), spacing=30, radius=9) -> np.ndarray:

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from tests.synthetic import disks, nucleus_image
-from workflow.augment import (
+from workflow.core.augment import (
     AugmentConfig,
     CropSampler,
     augment_pair,
@@ -15,8 +15,8 @@ from workflow.augment import (
     sampling_weights,
     stain_jitter,
 )
-from workflow.images import to_rgb8
-from workflow.optim import TrainingRun, make_optimizer, warmup_cosine
+from workflow.core.images import to_rgb8
+from workflow.core.optim import TrainingRun, make_optimizer, warmup_cosine
 
 
 def test_learning_rate_warms_up_then_decays():

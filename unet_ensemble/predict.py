@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from workflow.images import tile_starts
-from workflow.modelfiles import device_of
+from workflow.core.images import tile_starts
+from workflow.core.modelfiles import device_of
 
 
 @dataclass

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from unet_ensemble.model import UNetArchitecture, build_unet
-from workflow.modelfiles import CARD, load_weights, read_card, save_weights
+from workflow.core.modelfiles import CARD, load_weights, read_card, save_weights
 
 DEFAULT_ENSEMBLE = Path(__file__).parent / "models" / "default"
 

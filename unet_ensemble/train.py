@@ -23,9 +23,9 @@ from torch import nn
 from unet_ensemble.model import UNetArchitecture, build_unet, stride
 from unet_ensemble.predict import UNetPredictConfig, predict_maps
 from unet_ensemble.storage import save_member
-from workflow.augment import AugmentConfig, CropSampler
-from workflow.optim import TrainingRun
-from workflow.runtime import device_name
+from workflow.core.augment import AugmentConfig, CropSampler
+from workflow.core.optim import TrainingRun
+from workflow.core.runtime import device_name
 
 log = logging.getLogger(__name__)
 Pair = tuple[np.ndarray, np.ndarray]

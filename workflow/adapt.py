@@ -36,11 +36,11 @@ from unet_ensemble.train import train_member
 from workflow.batch import predict_folder
 from workflow.cluster_folder import cluster_folder
 from workflow.config import NucflowConfig
-from workflow.files import InputError, csv_text, list_images, write_json, write_text
-from workflow.images import InputConfig, read_image, to_rgb8
-from workflow.labels import read_labels, write_labels
-from workflow.measure import write_png
-from workflow.runtime import resolve_device
+from workflow.core.files import InputError, csv_text, list_images, write_json, write_text
+from workflow.core.images import InputConfig, read_image, to_rgb8
+from workflow.core.labels import read_labels, write_labels
+from workflow.core.measure import write_png
+from workflow.core.runtime import resolve_device
 from workflow.training import check_run_origin, initial_model_summary, training_size
 from workflow.training_data import Pair, find_mask, load_pair, normalise_pair
 

@@ -23,10 +23,10 @@ from joblib import Parallel, delayed, parallel_config
 from tqdm import tqdm
 
 from workflow.config import NucflowConfig
-from workflow.files import InputError, label_path, list_images, measurement_path, remove_partial_files, write_text
-from workflow.images import read_image, to_rgb8, write_probability
-from workflow.labels import count_objects, write_labels
-from workflow.measure import measure_nuclei, measurements_csv, overlay, write_png
+from workflow.core.files import InputError, label_path, list_images, measurement_path, remove_partial_files, write_text
+from workflow.core.images import read_image, to_rgb8, write_probability
+from workflow.core.labels import count_objects, write_labels
+from workflow.core.measure import measure_nuclei, measurements_csv, overlay, write_png
 from workflow.predict import Prediction, Segmenter, build_segmenter
 from workflow.run_outputs import write_run_outputs
 

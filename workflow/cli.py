@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from workflow import __version__
-from workflow.files import InputError
+from workflow.core.files import InputError
 
 if TYPE_CHECKING:
     from workflow.config import NucflowConfig
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nucflow` console command; returns the exit status."""
-    from workflow.runtime import setup_logging
+    from workflow.core.runtime import setup_logging
 
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose - args.quiet)
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 def _apply_model_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None:
     """--models / --model / --ensemble name model folders in the configuration, so config.json records them."""
     if getattr(args, "models", None):
-        from workflow.modelfiles import trained_models
+        from workflow.core.modelfiles import trained_models
 
         cfg.presegment.model, cfg.unet.model, cfg.full.params = trained_models(args.models)
     if getattr(args, "model", None):

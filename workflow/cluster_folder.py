@@ -17,9 +17,9 @@ from clustering.features import FEATURE_NAMES, style_features
 from clustering.kmeans import Clustering, cluster_styles
 from workflow.batch import check_writable
 from workflow.config import NucflowConfig
-from workflow.files import InputError, csv_text, list_images, write_text
-from workflow.images import read_image, to_rgb8
-from workflow.measure import write_png
+from workflow.core.files import InputError, csv_text, list_images, write_text
+from workflow.core.images import read_image, to_rgb8
+from workflow.core.measure import write_png
 
 log = logging.getLogger(__name__)
 SHEET_LIMIT = 64  # images shown per contact sheet (exemplars first); clusters.csv lists every image

@@ -26,9 +26,9 @@ from presegment.predict import check_flips
 from style_transfer.pix2pix import Pix2PixConfig
 from style_transfer.synthetic_masks import SyntheticMaskConfig
 from unet_ensemble.config import UNetConfig
-from workflow.files import InputError, write_json
-from workflow.images import InputConfig
-from workflow.tiling import TilingConfig
+from workflow.core.files import InputError, write_json
+from workflow.core.images import InputConfig
+from workflow.core.tiling import TilingConfig
 
 
 @dataclass

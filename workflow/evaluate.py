@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from workflow.files import InputError, csv_text, is_image_file, list_images, write_text
-from workflow.labels import read_labels
-from workflow.metrics import ImageScores, mean_scores, score_image
+from workflow.core.files import InputError, csv_text, is_image_file, list_images, write_text
+from workflow.core.labels import read_labels
+from workflow.core.metrics import ImageScores, mean_scores, score_image
 from workflow.predict import Segmenter
 
 log = logging.getLogger(__name__)

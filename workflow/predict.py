@@ -10,10 +10,10 @@ from typing import Callable, Iterator
 import numpy as np
 
 from workflow.config import NucflowConfig, SizeConfig
-from workflow.files import InputError
-from workflow.images import size_scale
-from workflow.modelfiles import for_inference
-from workflow.tiling import TilingConfig, needs_tiles, segment_in_tiles
+from workflow.core.files import InputError
+from workflow.core.images import size_scale
+from workflow.core.modelfiles import for_inference
+from workflow.core.tiling import TilingConfig, needs_tiles, segment_in_tiles
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ def load_full_models(cfg: NucflowConfig):
     """Presegmenter and U-Net ensemble for the full path, or a one-line error naming what is missing."""
     from presegment.backends import load_presegmenter
     from unet_ensemble.storage import load_ensemble
+    from workflow.core.modelfiles import device_of
     from workflow.full import Models
-    from workflow.modelfiles import device_of
 
     with model_errors():
         model, card = load_presegmenter(cfg.presegment.backend, cfg.presegment.model, cfg.device)

@@ -17,12 +17,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from workflow.config import NucflowConfig
+from workflow.core.files import label_path
+from workflow.core.images import read_image, resize_image, scaled_shape, to_rgb8
+from workflow.core.labels import read_labels, resize_labels
+from workflow.core.measure import overlay, png_bytes
+from workflow.core.metrics import ImageScores
 from workflow.evaluate import score_folders
-from workflow.files import label_path
-from workflow.images import read_image, resize_image, scaled_shape, to_rgb8
-from workflow.labels import read_labels, resize_labels
-from workflow.measure import overlay, png_bytes
-from workflow.metrics import ImageScores
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from workflow.config import NucflowConfig
-from workflow.files import csv_text, label_path, measurement_path, write_text
-from workflow.images import read_image
-from workflow.labels import labels_to_rle, read_labels
-from workflow.measure import MEASUREMENT_COLUMNS, measure_nuclei, measurements_csv
+from workflow.core.files import csv_text, label_path, measurement_path, write_text
+from workflow.core.images import read_image
+from workflow.core.labels import labels_to_rle, read_labels
+from workflow.core.measure import MEASUREMENT_COLUMNS, measure_nuclei, measurements_csv
 from workflow.report import ImageRow, build_report
 
 log = logging.getLogger(__name__)

@@ -13,10 +13,10 @@ from postprocess.refine import RefineParams
 from postprocess.search import Case, best_params, load_cases, plot_progress, save_cases, search
 from workflow.batch import check_writable
 from workflow.config import NucflowConfig
-from workflow.files import InputError, list_images, write_json
+from workflow.core.files import InputError, list_images, write_json
+from workflow.core.images import read_image, to_rgb8
+from workflow.core.labels import read_labels
 from workflow.full import network_outputs
-from workflow.images import read_image, to_rgb8
-from workflow.labels import read_labels
 from workflow.predict import load_full_models, model_errors
 from workflow.training_data import find_mask
 

@@ -16,12 +16,12 @@ from unet_ensemble.model import build_unet, transfer_weights
 from unet_ensemble.storage import load_member
 from unet_ensemble.train import train_member
 from workflow.config import NucflowConfig
+from workflow.core.files import InputError, write_json
+from workflow.core.metrics import mean_scores
+from workflow.core.modelfiles import CARD, read_card
+from workflow.core.runtime import device_name, resolve_device
 from workflow.evaluate import score_segmenter
-from workflow.files import InputError, write_json
-from workflow.metrics import mean_scores
-from workflow.modelfiles import CARD, read_card
 from workflow.predict import fast_segmenter
-from workflow.runtime import device_name, resolve_device
 from workflow.training_data import load_annotated, read_split, read_types
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from workflow.files import InputError, list_images
-from workflow.images import InputConfig, read_image, resize_image, scaled_shape, size_scale, to_rgb8
-from workflow.labels import median_diameter, read_labels, resize_labels
+from workflow.core.files import InputError, list_images
+from workflow.core.images import InputConfig, read_image, resize_image, scaled_shape, size_scale, to_rgb8
+from workflow.core.labels import median_diameter, read_labels, resize_labels
 
 log = logging.getLogger(__name__)
 Pair = tuple[np.ndarray, np.ndarray]

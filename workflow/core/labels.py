@@ -16,8 +16,8 @@ from scipy import ndimage as ndi
 from skimage.measure import regionprops
 from skimage.segmentation import relabel_sequential
 
-from workflow.files import InputError, atomic_path
-from workflow.images import read_image
+from workflow.core.files import InputError, atomic_path
+from workflow.core.images import read_image
 
 MAX_LABEL = np.iinfo(np.uint16).max
 

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from workflow.images import tile_cores
+from workflow.core.images import tile_cores
 
 TileResult = tuple[np.ndarray, dict[str, np.ndarray]]  # labels, named maps (labels if integer, else values)
 

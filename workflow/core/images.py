@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import tifffile
 
-from workflow.files import IMAGE_SUFFIXES, InputError, atomic_path
+from workflow.core.files import IMAGE_SUFFIXES, InputError, atomic_path
 
 STACK_AXES = set("ZTQIR")  # tifffile axis letters that make an image a stack, not a plane
 

@@ -9,7 +9,7 @@ import numpy as np
 from skimage.measure import regionprops
 from skimage.segmentation import find_boundaries
 
-from workflow.files import atomic_path, csv_text
+from workflow.core.files import atomic_path, csv_text
 
 MEASUREMENT_COLUMNS = ("image", "label", "area", "centroid_y", "centroid_x", "equivalent_diameter", "eccentricity", "mean_intensity")
 OVERLAY_COLOUR = (255, 255, 0)  # yellow contours show on dark fluorescence and on pink H&E alike

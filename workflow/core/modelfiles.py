@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from workflow.files import InputError, atomic_path, write_json
+from workflow.core.files import InputError, atomic_path, write_json
 
 WEIGHTS = "weights.safetensors"
 CARD = "model.json"

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from skimage.color import hed2rgb, rgb2hed
 
-from workflow.labels import resize_labels
+from workflow.core.labels import resize_labels
 
 
 @dataclass
