@@ -11,17 +11,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 
-
-@dataclass
-class ClusterConfig:
-    """k None = chosen by silhouette over [k_min, k_max] (capped at the image count - 1)."""
-
-    k: int | None = None
-    k_min: int = 2
-    k_max: int = 8
-    exemplars: int = 5  # the "best N" members nearest each centre
-    seed: int = 0
-    max_side: int = 512  # descriptors are measured on a copy at most this large
+from clustering.config import ClusterConfig
 
 
 @dataclass

@@ -6,8 +6,6 @@ every learned model must beat.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
@@ -15,17 +13,9 @@ from skimage.filters import gaussian, threshold_otsu
 from skimage.measure import label as connected_components
 from skimage.segmentation import watershed
 
+from presegment.config import ClassicConfig
 from workflow.core.images import resize_image, scaled_shape, size_scale
 from workflow.core.labels import fill_holes, median_diameter, relabel, remove_small, resize_labels
-
-
-@dataclass
-class ClassicConfig:
-    """Settings of the classic baseline."""
-
-    smoothing_sigma: float = 1.0  # Gaussian blur before thresholding, in rescaled pixels
-    min_size_fraction: float = 0.1  # drop objects smaller than this fraction of the target nucleus area
-    peak_distance_fraction: float = 0.35  # minimal seed spacing, as a fraction of the target diameter
 
 
 def foreground(gray: np.ndarray, sigma: float) -> np.ndarray:

@@ -1,13 +1,124 @@
-"""Settings of the presegmentation stage (architecture, inference, training)."""
+"""Settings of the presegmentation stage (architecture, size probe, inference, training, classic baseline).
+
+Plain dataclasses without torch, so that reading or checking a configuration stays fast.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
-from presegment.model import Architecture
-from presegment.pipeline import SizeProbe
-from presegment.predict import DetectConfig
-from presegment.train import TrainConfig
+from workflow.core.augment import AugmentConfig
+
+# the seven views of the image besides itself (all symmetries of the pixel grid):
+# "t" transposes (swaps rows and columns), then "h" mirrors left-right and "v" top-bottom
+VIEWS = ("h", "v", "hv", "t", "th", "tv", "thv")
+
+
+def check_flips(flips: tuple[str, ...]) -> None:
+    """Refuse views other than those of VIEWS (and repeats, which would vote twice)."""
+    unknown = [flip for flip in flips if flip not in VIEWS]
+    if unknown or len(set(flips)) != len(flips):
+        raise ValueError(f"flips {list(flips)}: use each of {', '.join(VIEWS)} at most once")
+
+
+@dataclass
+class Architecture:
+    """What is needed to rebuild a presegmenter network (no weights)."""
+
+    backbone: str = "resnet18_fpn"
+    fpn_channels: int = 128
+    box_head_width: int = 256
+    mask_head_width: int = 128
+    anchor_sizes: tuple[int, ...] = (12, 24, 48, 96)  # one per pyramid level, in rescaled pixels
+    anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Architecture":
+        known = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class SizeProbe:
+    """How the nucleus size is probed: passes at `scale` x 2**k (k = 0, -1, 1, -2, ...), each on a
+    window of at most `max_side` px; a pass 'fits' when its median nucleus is within a factor
+    `tolerance` of the model's target diameter."""
+
+    scale: float = 1.5  # the first pass (1.5: +0.01-0.03 val DSB over 1.0)
+    tolerance: float = 1.6
+    # passes go at most this many octaves up or down from `scale`. 0 (default): one pass, as the shipped models' zoom and
+    # post-processing were tuned with; 3 handles nuclei 5-120 px but cost the val fast path 0.023 DSB in its first version
+    # (benchmarks/results/size_probe.md)
+    octaves: int = 0
+    shrink: float = 0.75  # an octave down, nuclei measured below this share of the size above are whole nuclei (fragments do not shrink)
+    tie: float = 0.1  # fits whose |log(size / target)| are this close count as equally good: the lower scale wins
+    max_side: int | None = None  # larger windows are cropped around the image's centre (bounded cost; 768 with octaves)
+
+    def __post_init__(self) -> None:
+        if (
+            self.scale <= 0
+            or self.tolerance <= 1
+            or self.octaves < 0
+            or (self.max_side is not None and self.max_side < 64)
+            or self.tie < 0
+            or not 0 < self.shrink < 1
+        ):
+            raise ValueError("size probe: scale > 0, tolerance > 1, octaves >= 0, tie >= 0, 0 < shrink < 1 and max_side >= 64 are required")
+
+
+@dataclass
+class DetectConfig:
+    """Inference settings (defaults from the reference: confidence 0.7, 800 instances; NMS chosen on val)."""
+
+    score_threshold: float = 0.7
+    nms_threshold: float = 0.2  # box IoU above which the weaker detection is dropped (val fast path: reference 0.35 0.5996, 0.5 0.5880, 0.3 0.6031, 0.2 0.6044, 0.15 0.6048, 0.1 0.6031)
+    max_instances: int = 800
+    mask_threshold: float = 0.6  # chosen on val (0.4: DSB 0.38, 0.5: 0.53, 0.6: 0.55 with dilate 0)
+    pad_fraction: float = 0.05  # reflect padding per side, so nuclei on the border are whole
+    tile_size: int = 1280  # images larger than this (after rescaling) are split into tiles (768: 1.9x slower on CPU)
+    tile_overlap: int = 160  # must exceed the largest nucleus (4x the target diameter by default)
+    dilate: int = 0  # grow each instance by this many pixels; the reference's 1 costs 0.10 val DSB here
+    zoom: float = 1.25  # size-normalised images are enlarged by this for Mask R-CNN (val fast path, 40 px model: 1.0 0.594, 1.25 0.600)
+    flips: tuple[str, ...] = ()  # extra views (any of VIEWS) whose detections vote with the plain one
+    view_score_floor: float = 0.5  # with flips: a view's detections down to this score join the vote
+
+    def __post_init__(self) -> None:
+        check_flips(self.flips)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of the presegmenter."""
+
+    iterations: int = 20000
+    batch_size: int = 4
+    crop_size: int = 256
+    optimizer: str = "adamw"  # or "sgd"
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 300
+    grad_clip: float = 10.0
+    min_object_pixels: int = 12  # objects cut smaller than this by a crop are not targets
+    val_every: int = 1000
+    val_limit: int | None = None  # validate on the first N val images only (None = all)
+    max_minutes: float | None = None  # stop (and validate) when this much time has passed
+    log_every: int = 50
+    seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ClassicConfig:
+    """Settings of the classic baseline."""
+
+    smoothing_sigma: float = 1.0  # Gaussian blur before thresholding, in rescaled pixels
+    min_size_fraction: float = 0.1  # drop objects smaller than this fraction of the target nucleus area
+    peak_distance_fraction: float = 0.35  # minimal seed spacing, as a fraction of the target diameter
 
 
 @dataclass

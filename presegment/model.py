@@ -7,7 +7,6 @@ entry to `BACKBONES`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Callable
 
 from torch import nn
@@ -20,27 +19,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-
-@dataclass
-class Architecture:
-    """What is needed to rebuild a presegmenter network (no weights)."""
-
-    backbone: str = "resnet18_fpn"
-    fpn_channels: int = 128
-    box_head_width: int = 256
-    mask_head_width: int = 128
-    anchor_sizes: tuple[int, ...] = (12, 24, 48, 96)  # one per pyramid level, in rescaled pixels
-    anchor_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
-    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    image_std: tuple[float, float, float] = (0.25, 0.25, 0.25)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Architecture":
-        known = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+from presegment.config import Architecture
 
 
 def _resnet_body(factory: Callable[..., nn.Module], levels: int) -> tuple[nn.Module, dict[str, str], list[int]]:

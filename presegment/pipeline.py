@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from presegment.predict import DetectConfig, segment
+from presegment.config import DetectConfig, SizeProbe
+from presegment.predict import segment
 from workflow.core.images import resize_image, scaled_shape, size_scale
 from workflow.core.labels import count_objects, median_diameter, resize_labels
 
@@ -31,34 +32,6 @@ def segment_at_scale(model: nn.Module, rgb8: np.ndarray, scale: float, cfg: Dete
     resized = abs(scale - 1.0) >= 1e-3
     labels = segment(model, resize_image(rgb8, scaled_shape(rgb8.shape, scale)) if resized else rgb8, cfg)
     return resize_labels(labels, rgb8.shape[:2], contour_sigma) if resized or contour_sigma > 0 else labels
-
-
-@dataclass
-class SizeProbe:
-    """How the nucleus size is probed: passes at `scale` x 2**k (k = 0, -1, 1, -2, ...), each on a
-    window of at most `max_side` px; a pass 'fits' when its median nucleus is within a factor
-    `tolerance` of the model's target diameter."""
-
-    scale: float = 1.5  # the first pass (1.5: +0.01-0.03 val DSB over 1.0)
-    tolerance: float = 1.6
-    # passes go at most this many octaves up or down from `scale`. 0 (default): one pass, as the shipped models' zoom and
-    # post-processing were tuned with; 3 handles nuclei 5-120 px but cost the val fast path 0.023 DSB in its first version
-    # (benchmarks/results/size_probe.md)
-    octaves: int = 0
-    shrink: float = 0.75  # an octave down, nuclei measured below this share of the size above are whole nuclei (fragments do not shrink)
-    tie: float = 0.1  # fits whose |log(size / target)| are this close count as equally good: the lower scale wins
-    max_side: int | None = None  # larger windows are cropped around the image's centre (bounded cost; 768 with octaves)
-
-    def __post_init__(self) -> None:
-        if (
-            self.scale <= 0
-            or self.tolerance <= 1
-            or self.octaves < 0
-            or (self.max_side is not None and self.max_side < 64)
-            or self.tie < 0
-            or not 0 < self.shrink < 1
-        ):
-            raise ValueError("size probe: scale > 0, tolerance > 1, octaves >= 0, tie >= 0, 0 < shrink < 1 and max_side >= 64 are required")
 
 
 def nucleus_size(labels: np.ndarray, window_side: int, min_count: int = 2) -> float | None:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from presegment.config import DetectConfig
 from presegment.consensus import SoftInstance, vote
 from workflow.core.images import tile_cores
 from workflow.core.labels import relabel
@@ -17,29 +18,6 @@ from workflow.core.modelfiles import device_of
 # torchvision samples its mask targets with roi_align(aligned=False), half a pixel right of
 # and below the box: that is where a torchvision model's masks belong when painted.
 TORCHVISION_MASK_FRAME_OFFSET = 0.5
-# the seven views of the image besides itself (all symmetries of the pixel grid):
-# "t" transposes (swaps rows and columns), then "h" mirrors left-right and "v" top-bottom
-VIEWS = ("h", "v", "hv", "t", "th", "tv", "thv")
-
-
-@dataclass
-class DetectConfig:
-    """Inference settings (defaults from the reference: confidence 0.7, 800 instances; NMS chosen on val)."""
-
-    score_threshold: float = 0.7
-    nms_threshold: float = 0.2  # box IoU above which the weaker detection is dropped (val fast path: reference 0.35 0.5996, 0.5 0.5880, 0.3 0.6031, 0.2 0.6044, 0.15 0.6048, 0.1 0.6031)
-    max_instances: int = 800
-    mask_threshold: float = 0.6  # chosen on val (0.4: DSB 0.38, 0.5: 0.53, 0.6: 0.55 with dilate 0)
-    pad_fraction: float = 0.05  # reflect padding per side, so nuclei on the border are whole
-    tile_size: int = 1280  # images larger than this (after rescaling) are split into tiles (768: 1.9x slower on CPU)
-    tile_overlap: int = 160  # must exceed the largest nucleus (4x the target diameter by default)
-    dilate: int = 0  # grow each instance by this many pixels; the reference's 1 costs 0.10 val DSB here
-    zoom: float = 1.25  # size-normalised images are enlarged by this for Mask R-CNN (val fast path, 40 px model: 1.0 0.594, 1.25 0.600)
-    flips: tuple[str, ...] = ()  # extra views (any of VIEWS) whose detections vote with the plain one
-    view_score_floor: float = 0.5  # with flips: a view's detections down to this score join the vote
-
-    def __post_init__(self) -> None:
-        check_flips(self.flips)
 
 
 @dataclass
@@ -122,13 +100,6 @@ def detect(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig) -> Detections:
             owned = (cx >= x_low) & (cx < x_high) & (cy >= y_low) & (cy < y_high)
             parts.append(found.subset(owned))
     return Detections.concatenate(parts)
-
-
-def check_flips(flips: tuple[str, ...]) -> None:
-    """Refuse views other than those of VIEWS (and repeats, which would vote twice)."""
-    unknown = [flip for flip in flips if flip not in VIEWS]
-    if unknown or len(set(flips)) != len(flips):
-        raise ValueError(f"flips {list(flips)}: use each of {', '.join(VIEWS)} at most once")
 
 
 def mirror(rgb8: np.ndarray, flip: str) -> np.ndarray:

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from presegment.model import Architecture, build_model
+from presegment.config import Architecture
+from presegment.model import build_model
 from workflow.core.modelfiles import load_weights, read_card, save_weights, update_card
 
 __all__ = ["DEFAULT_MODEL", "load_model", "read_card", "resolve_model_folder", "save_model", "update_card"]

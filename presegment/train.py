@@ -8,44 +8,24 @@ periodically with the DSB score, keeps the best model folder and a resumable che
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from presegment.model import Architecture, build_model, count_parameters
-from presegment.predict import DetectConfig, segment
+from presegment.config import Architecture, DetectConfig, TrainConfig
+from presegment.model import build_model, count_parameters
+from presegment.predict import segment
 from presegment.storage import save_model
-from workflow.core.augment import AugmentConfig, CropSampler
+from workflow.core.augment import CropSampler
 from workflow.core.labels import relabel, remove_small
 from workflow.core.metrics import mean_scores, score_image
 from workflow.core.optim import TrainingRun
 from workflow.core.runtime import device_name
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings of the presegmenter."""
-
-    iterations: int = 20000
-    batch_size: int = 4
-    crop_size: int = 256
-    optimizer: str = "adamw"  # or "sgd"
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_iterations: int = 300
-    grad_clip: float = 10.0
-    min_object_pixels: int = 12  # objects cut smaller than this by a crop are not targets
-    val_every: int = 1000
-    val_limit: int | None = None  # validate on the first N val images only (None = all)
-    max_minutes: float | None = None  # stop (and validate) when this much time has passed
-    log_every: int = 50
-    seed: int = 0
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 Pair = tuple[np.ndarray, np.ndarray]

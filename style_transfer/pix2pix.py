@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -19,41 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workflow.core.augment import AugmentConfig, CropSampler
+from style_transfer.config import GeneratorArchitecture, Pix2PixConfig
+from workflow.core.augment import CropSampler
 from workflow.core.files import atomic_path
 from workflow.core.modelfiles import load_weights, read_card, save_weights
 
 log = logging.getLogger(__name__)
 MASK_CHANNELS = 2  # foreground and object boundaries, so that touching nuclei stay apart
-
-
-@dataclass
-class GeneratorArchitecture:
-    """What is needed to rebuild a generator (no weights)."""
-
-    encoder: str = "resnet18"
-    depth: int = 5
-    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
-
-
-@dataclass
-class Pix2PixConfig:
-    """Training settings (the reference trained about 5000 iterations per style)."""
-
-    iterations: int = 5000
-    batch_size: int = 4
-    crop_size: int = 256
-    learning_rate: float = 2e-4
-    beta1: float = 0.5
-    l1_weight: float = 100.0
-    discriminator_width: int = 64
-    max_minutes: float | None = None
-    log_every: int = 100
-    checkpoint_every: int = 250  # iterations between resumable checkpoints (when a checkpoint path is given)
-    seed: int = 0
-    generator: GeneratorArchitecture = field(default_factory=GeneratorArchitecture)
-    # Style is what is learned: only geometric augmentation, never photometric.
-    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig.geometric(scale_range=(0.9, 1.1)))
 
 
 class Generator(nn.Module):

@@ -12,15 +12,7 @@ import cv2
 import numpy as np
 from skimage.measure import regionprops
 
-
-@dataclass
-class SyntheticMaskConfig:
-    """Size of the masks made and how their nuclei are placed."""
-
-    size: int = 512
-    touching_probability: float = 0.05  # chance that a nucleus may touch (not overlap) another
-    attempts: int = 30  # placement tries per nucleus before it is left out
-    min_area: int = 12  # smaller real objects are noise, not shapes
+from style_transfer.config import SyntheticMaskConfig
 
 
 @dataclass

@@ -1,6 +1,7 @@
 import numpy as np
 
-from presegment.classic import ClassicConfig, estimate_diameter, segment
+from presegment.classic import estimate_diameter, segment
+from presegment.config import ClassicConfig
 from tests.synthetic import disks, nucleus_image
 from workflow.core.images import to_rgb8
 from workflow.core.metrics import score_image

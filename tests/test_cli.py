@@ -20,6 +20,23 @@ def test_help_lists_every_subcommand():
         assert command in result.stdout
 
 
+def test_help_and_evaluate_start_without_torch(tmp_path):
+    """Reading settings and scoring need no network: the command starts in a fraction of a second."""
+    truth = tmp_path / "truth"
+    write_labels(truth / "a.tif", disks((64, 64), ((20, 20), (40, 44)), 8))
+    script = (
+        "import sys\n"
+        "from workflow.cli import main\n"
+        f"status = main(['evaluate', {str(truth)!r}, {str(truth)!r}])\n"
+        "import workflow.config\n"
+        "workflow.config.load_config(overrides=['presegment.detect.zoom=1.5'])\n"
+        "try:\n    main(['predict', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(status, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == "0 False"
+
+
 @pytest.fixture
 def folders(tmp_path):
     """Two synthetic images, their ground truth, and a real DSB image with its mask."""

@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
+from clustering.config import ClusterConfig
 from clustering.features import FEATURE_NAMES, style_features
-from clustering.kmeans import ClusterConfig, cluster_styles
+from clustering.kmeans import cluster_styles
 from tests.synthetic import disks, nucleus_image
 from workflow.cli import main
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from presegment.predict import VIEWS
+from presegment.config import VIEWS
 from workflow.config import NucflowConfig, load_config
 from workflow.core.files import InputError
 

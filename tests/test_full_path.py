@@ -223,7 +223,8 @@ def test_a_centerness_member_fine_tuned_from_a_member_feeds_the_full_path(traine
 
 def test_full_path_zooms_only_when_the_nucleus_size_is_known():
     from tests.test_presegment import SizeRecordingModel
-    from unet_ensemble.model import UNetArchitecture, build_unet
+    from unet_ensemble.config import UNetArchitecture
+    from unet_ensemble.model import build_unet
     from workflow.config import load_config
     from workflow.full import Models, network_outputs
 
@@ -240,7 +241,8 @@ def test_full_path_zooms_only_when_the_nucleus_size_is_known():
 def test_unets_see_nuclei_at_their_own_training_size():
     """A presegmenter trained at 24 px and U-Nets trained at 12 px: the U-Nets get the common image at half size, and their map comes back to it."""
     from tests.test_presegment import SizeRecordingModel
-    from unet_ensemble.model import UNetArchitecture, build_unet
+    from unet_ensemble.config import UNetArchitecture
+    from unet_ensemble.model import build_unet
     from workflow.config import load_config
     from workflow.full import Models, network_outputs
 

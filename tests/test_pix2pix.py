@@ -5,17 +5,8 @@ import pytest
 import torch
 
 from style_transfer import pix2pix
-from style_transfer.pix2pix import (
-    GeneratorArchitecture,
-    Pix2PixConfig,
-    linear_decay,
-    load_generator,
-    mask_channels,
-    patch_discriminator,
-    save_generator,
-    synthesize,
-    train_pix2pix,
-)
+from style_transfer.config import GeneratorArchitecture, Pix2PixConfig
+from style_transfer.pix2pix import linear_decay, load_generator, mask_channels, patch_discriminator, save_generator, synthesize, train_pix2pix
 from tests.synthetic import disks
 
 NUCLEUS, BACKGROUND = np.array([60, 20, 140]), np.array([230, 170, 200])  # purple nuclei on pink

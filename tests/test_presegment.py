@@ -8,11 +8,12 @@ from skimage.measure import regionprops
 from torch import nn
 
 from presegment.backends import detectron2_available, load_presegmenter
-from presegment.model import BACKBONES, Architecture, build_model
-from presegment.pipeline import SizeProbe, presegment
-from presegment.predict import VIEWS, DetectConfig, Detections, detect, dilate_labels, mirror, paint, paste, run_model, segment
+from presegment.config import VIEWS, Architecture, DetectConfig, SizeProbe, TrainConfig
+from presegment.model import BACKBONES, build_model
+from presegment.pipeline import presegment
+from presegment.predict import Detections, detect, dilate_labels, mirror, paint, paste, run_model, segment
 from presegment.storage import load_model, save_model
-from presegment.train import TrainConfig, make_target, train
+from presegment.train import make_target, train
 from tests.synthetic import TINY_PRESEGMENTER, disks, nucleus_image
 from workflow.core.images import resize_image, tile_starts, to_rgb8
 from workflow.core.labels import resize_labels

@@ -6,8 +6,8 @@ import torch
 from skimage.measure import label as connected_components
 from skimage.measure import regionprops
 
-from presegment.pipeline import SizeProbe, estimate_diameter, nucleus_size, probe_window
-from presegment.predict import DetectConfig
+from presegment.config import DetectConfig, SizeProbe
+from presegment.pipeline import estimate_diameter, nucleus_size, probe_window
 from presegment.storage import DEFAULT_MODEL, load_model
 from tests.test_presegment import BrightBlobModel
 from workflow.core.images import to_rgb8

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from style_transfer.synthetic_masks import ShapeBank, SyntheticMaskConfig, collect_shapes, synthesize_mask, transformed_shape
+from style_transfer.config import SyntheticMaskConfig
+from style_transfer.synthetic_masks import ShapeBank, collect_shapes, synthesize_mask, transformed_shape
 from tests.synthetic import disks
 
 

@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from tests.synthetic import disks, nucleus_image
-from unet_ensemble.model import UNetArchitecture, build_unet, transfer_weights
-from unet_ensemble.predict import UNetPredictConfig, ensemble_maps, predict_maps
+from unet_ensemble.config import UNetArchitecture, UNetPredictConfig, UNetTrainConfig
+from unet_ensemble.model import build_unet, transfer_weights
+from unet_ensemble.predict import ensemble_maps, predict_maps
 from unet_ensemble.storage import load_ensemble, load_member, save_member
-from unet_ensemble.train import UNetTrainConfig, centerness_target, foreground_target, jaccard_bce_loss, train_member
+from unet_ensemble.train import centerness_target, foreground_target, jaccard_bce_loss, train_member
 from workflow.core.images import to_rgb8
 
 TINY = UNetArchitecture(encoder="resnet18", depth=3, decoder_channels=(32, 16, 8))

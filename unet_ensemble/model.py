@@ -2,37 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-
-@dataclass
-class UNetArchitecture:
-    """What is needed to rebuild one ensemble member (no weights)."""
-
-    encoder: str = "resnet18"  # any segmentation-models-pytorch encoder name
-    depth: int = 4  # encoder stages used; 4 (stride 16) sees a whole 40 px nucleus
-    decoder_channels: tuple[int, ...] = (128, 64, 32, 16)
-    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    image_std: tuple[float, float, float] = (0.25, 0.25, 0.25)
-    # also predict each nucleus' distance to its own edge, normalised to 1 at its centre (a
-    # second output channel): it falls to 0 between touching nuclei, so it can split clumps
-    centerness: bool = False
-
-    @property
-    def outputs(self) -> int:
-        """Output channels: foreground, then centerness when predicted."""
-        return 2 if self.centerness else 1
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "UNetArchitecture":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in cls.__dataclass_fields__})
+from unet_ensemble.config import UNetArchitecture
 
 
 def build_unet(arch: UNetArchitecture) -> nn.Module:

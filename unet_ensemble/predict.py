@@ -8,18 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from unet_ensemble.config import UNetPredictConfig
 from workflow.core.images import tile_starts
 from workflow.core.modelfiles import device_of
-
-
-@dataclass
-class UNetPredictConfig:
-    """Tiling and test-time augmentation of U-Net prediction."""
-
-    tile_size: int = 512  # on CPU larger tiles are not faster (1024 x 4 per pass: 2x slower, cache-bound)
-    tile_overlap: int = 64
-    batch_size: int = 1  # tiles per forward pass (a GPU may gain from more)
-    flip_tta: bool = False  # also predict on the 3 flipped images and average
 
 
 def _normalise(rgb8: np.ndarray, mean: tuple, std: tuple, device: torch.device) -> torch.Tensor:

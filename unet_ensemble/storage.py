@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from unet_ensemble.model import UNetArchitecture, build_unet
+from unet_ensemble.config import UNetArchitecture
+from unet_ensemble.model import build_unet
 from workflow.core.modelfiles import CARD, load_weights, read_card, save_weights
 
 DEFAULT_ENSEMBLE = Path(__file__).parent / "models" / "default"

@@ -10,7 +10,7 @@ IoU, early stopping, best member kept, resumable.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -20,33 +20,16 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from torch import nn
 
-from unet_ensemble.model import UNetArchitecture, build_unet, stride
-from unet_ensemble.predict import UNetPredictConfig, predict_maps
+from unet_ensemble.config import UNetArchitecture, UNetPredictConfig, UNetTrainConfig
+from unet_ensemble.model import build_unet, stride
+from unet_ensemble.predict import predict_maps
 from unet_ensemble.storage import save_member
-from workflow.core.augment import AugmentConfig, CropSampler
+from workflow.core.augment import CropSampler
 from workflow.core.optim import TrainingRun
 from workflow.core.runtime import device_name
 
 log = logging.getLogger(__name__)
 Pair = tuple[np.ndarray, np.ndarray]
-
-
-@dataclass
-class UNetTrainConfig:
-    """Optimisation settings of one member."""
-
-    iterations: int = 10000
-    batch_size: int = 8
-    crop_size: int = 256
-    optimizer: str = "adamw"
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_iterations: int = 200
-    val_every: int = 500
-    patience: int = 6  # stop after this many validations without improvement
-    max_minutes: float | None = None
-    log_every: int = 50
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 def foreground_target(labels: np.ndarray, sigma: float) -> np.ndarray:

@@ -25,12 +25,13 @@ import numpy as np
 from tqdm import tqdm
 
 from postprocess.params import DEFAULT_PARAMS
-from presegment.model import Architecture
+from presegment.config import Architecture
 from presegment.storage import DEFAULT_MODEL, load_model
 from presegment.train import train as train_presegment_model
 from style_transfer.pix2pix import load_generator, save_generator, synthesize, train_pix2pix
 from style_transfer.synthetic_masks import collect_shapes, synthesize_mask
-from unet_ensemble.model import UNetArchitecture, build_unet
+from unet_ensemble.config import UNetArchitecture
+from unet_ensemble.model import build_unet
 from unet_ensemble.storage import DEFAULT_ENSEMBLE, load_ensemble
 from unet_ensemble.train import train_member
 from workflow.batch import predict_folder

@@ -18,13 +18,10 @@ from typing import Any
 
 import yaml
 
-from clustering.kmeans import ClusterConfig
+from clustering.config import ClusterConfig
 from postprocess.config import FullConfig
-from presegment.classic import ClassicConfig
-from presegment.config import PresegmentConfig
-from presegment.predict import check_flips
-from style_transfer.pix2pix import Pix2PixConfig
-from style_transfer.synthetic_masks import SyntheticMaskConfig
+from presegment.config import ClassicConfig, PresegmentConfig, check_flips
+from style_transfer.config import Pix2PixConfig, SyntheticMaskConfig
 from unet_ensemble.config import UNetConfig
 from workflow.core.files import InputError, write_json
 from workflow.core.images import InputConfig

@@ -9,6 +9,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -16,7 +17,9 @@ from tqdm import tqdm
 from workflow.core.files import InputError, csv_text, is_image_file, list_images, write_text
 from workflow.core.labels import read_labels
 from workflow.core.metrics import ImageScores, mean_scores, score_image
-from workflow.predict import Segmenter
+
+if TYPE_CHECKING:
+    from workflow.predict import Segmenter
 
 log = logging.getLogger(__name__)
 COLUMNS = ("dsb", "ap50", "precision", "recall", "f1", "mean_matched_iou", "n_true", "n_pred", "n_matched")

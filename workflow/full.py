@@ -11,7 +11,8 @@ from torch import nn
 
 from postprocess.refine import RefineParams, merges_scales, refine
 from presegment.pipeline import estimate_diameter, segment_at_scale, zoom_for
-from unet_ensemble.predict import EnsembleMaps, UNetPredictConfig, ensemble_maps
+from unet_ensemble.config import UNetPredictConfig
+from unet_ensemble.predict import EnsembleMaps, ensemble_maps
 from workflow.config import NucflowConfig
 from workflow.core.images import resize_image, scaled_shape, size_scale
 from workflow.core.labels import resize_labels

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def setup_logging(verbosity: int) -> None:
@@ -17,6 +19,8 @@ def setup_logging(verbosity: int) -> None:
 
 def resolve_device(name: str) -> torch.device:
     """'auto' picks the GPU when one is present, else the CPU."""
+    import torch  # here, so that commands that need no network start without it
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -24,6 +28,8 @@ def resolve_device(name: str) -> torch.device:
 
 def device_name(device: torch.device) -> str:
     """Human-readable hardware name for model cards and benchmark tables."""
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu_model()}, {torch.get_num_threads()} torch threads"
