@@ -14,6 +14,7 @@ from presegment.consensus import SoftInstance, vote
 from workflow.core.images import tile_cores
 from workflow.core.labels import relabel
 from workflow.core.modelfiles import device_of
+from workflow.core.tensors import image_tensor
 
 # torchvision samples its mask targets with roi_align(aligned=False), half a pixel right of
 # and below the box: that is where a torchvision model's masks belong when painted.
@@ -68,16 +69,11 @@ def configure(model: nn.Module, cfg: DetectConfig) -> None:
     model.roi_heads.detections_per_img = cfg.max_instances
 
 
-def to_tensor(rgb8: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float tensor in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb8)).to(device).permute(2, 0, 1).float().div_(255)
-
-
 @torch.inference_mode()
 def run_model(model: nn.Module, rgb8: np.ndarray) -> Detections:
     """Raw detections of one (tile) image, each box moved onto the frame its mask was trained on."""
     device = device_of(model)
-    output = model([to_tensor(rgb8, device)])[0]
+    output = model([image_tensor(rgb8, device)])[0]
     if len(output["scores"]) == 0:
         return Detections.empty()
     offset = getattr(model, "mask_frame_offset", TORCHVISION_MASK_FRAME_OFFSET)

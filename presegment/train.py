@@ -24,6 +24,7 @@ from workflow.core.labels import relabel, remove_small
 from workflow.core.metrics import mean_scores, score_image
 from workflow.core.optim import TrainingRun
 from workflow.core.runtime import device_name
+from workflow.core.tensors import image_tensor
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def detection_batch(sampler: CropSampler, cfg: TrainConfig, device: torch.device
     """One batch of augmented crops as torchvision detection inputs and targets."""
     images, targets = [], []
     for image, labels in sampler.sample(cfg.batch_size):
-        images.append(torch.from_numpy(image).permute(2, 0, 1).float().div(255).to(device))
+        images.append(image_tensor(image, device))
         targets.append({k: v.to(device) for k, v in make_target(relabel(labels), cfg.min_object_pixels).items()})
     return images, targets
 

@@ -23,6 +23,7 @@ from style_transfer.config import GeneratorArchitecture, Pix2PixConfig
 from workflow.core.augment import CropSampler
 from workflow.core.files import atomic_path
 from workflow.core.modelfiles import load_weights, read_card, save_weights
+from workflow.core.tensors import image_tensor
 
 log = logging.getLogger(__name__)
 MASK_CHANNELS = 2  # foreground and object boundaries, so that touching nuclei stay apart
@@ -69,7 +70,7 @@ def mask_channels(labels: np.ndarray) -> np.ndarray:
 def _batch(sampler: CropSampler, count: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     crops = sampler.sample(count)
     masks = torch.from_numpy(np.stack([mask_channels(labels) for _, labels in crops])).to(device)
-    images = torch.from_numpy(np.stack([image for image, _ in crops])).to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    images = image_tensor(np.stack([image for image, _ in crops]), device, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # in [-1, 1], as the generator draws
     return masks, images
 
 

@@ -11,11 +11,7 @@ from torch import nn
 from unet_ensemble.config import UNetPredictConfig
 from workflow.core.images import tile_starts
 from workflow.core.modelfiles import device_of
-
-
-def _normalise(rgb8: np.ndarray, mean: tuple, std: tuple, device: torch.device) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(rgb8)).to(device).permute(2, 0, 1).float().div_(255)
-    return ((x - torch.tensor(mean, device=device)[:, None, None]) / torch.tensor(std, device=device)[:, None, None])[None]
+from workflow.core.tensors import image_tensor
 
 
 @torch.inference_mode()
@@ -43,7 +39,7 @@ def predict_maps(model: nn.Module, rgb8: np.ndarray, arch_stride: int, mean: tup
     for first in range(0, len(windows), max(1, cfg.batch_size)):
         batch = windows[first : first + max(1, cfg.batch_size)]
         crops = [(slice(y, y + tile), slice(x, x + tile)) for y, x in batch]
-        inputs = torch.cat([_normalise(padded[crop], mean, std, device) for crop in crops])  # tiles of one image share a shape
+        inputs = torch.cat([image_tensor(padded[crop], device, mean, std)[None] for crop in crops])  # tiles of one image share a shape
         probabilities = _probability(model, inputs, cfg.flip_tta).float().cpu().numpy()
         if total is None:
             total = np.zeros((probabilities.shape[1], *padded.shape[:2]), np.float32)

@@ -27,6 +27,7 @@ from unet_ensemble.storage import save_member
 from workflow.core.augment import CropSampler
 from workflow.core.optim import TrainingRun
 from workflow.core.runtime import device_name
+from workflow.core.tensors import image_tensor
 
 log = logging.getLogger(__name__)
 Pair = tuple[np.ndarray, np.ndarray]
@@ -96,11 +97,9 @@ def validation_scores(model: nn.Module, pairs: list[Pair], arch: UNetArchitectur
 
 def _batch(sampler: CropSampler, cfg: UNetTrainConfig, arch: UNetArchitecture, sigma: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     crops = sampler.sample(cfg.batch_size)
-    images = torch.from_numpy(np.stack([c[0] for c in crops])).to(device).permute(0, 3, 1, 2).float().div(255)
-    mean = torch.tensor(arch.image_mean, device=device)[None, :, None, None]
-    std = torch.tensor(arch.image_std, device=device)[None, :, None, None]
+    images = image_tensor(np.stack([c[0] for c in crops]), device, arch.image_mean, arch.image_std)
     targets = torch.from_numpy(np.stack([member_targets(c[1], sigma, arch) for c in crops])).to(device)
-    return (images - mean) / std, targets
+    return images, targets
 
 
 def train_member(
