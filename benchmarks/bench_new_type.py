@@ -28,8 +28,8 @@ from pathlib import Path
 
 import torch
 
-from workflow.adapt import STAGES, train_on_images
-from workflow.config import NucflowConfig, load_config
+from workflow.adapt import train_on_images
+from workflow.config import TRAIN_STAGES, NucflowConfig, load_config
 from workflow.core.files import list_images, write_json, write_text
 from workflow.core.metrics import mean_scores
 from workflow.core.modelfiles import read_card
@@ -112,8 +112,8 @@ def main() -> None:
         before.unet.model = str(args.work / "before" / "unet" / "ensemble")
     settings = [("zero-shot", before)]
     if args.adapt:
-        stages = tuple(s for s in STAGES if s != "unet" or "full" in args.methods)
-        train_on_images(held / "images", args.work / "after", before, stages=stages)
+        stages = tuple(s for s in TRAIN_STAGES if s != "unet" or "full" in args.methods)
+        train_on_images(held / "images", args.work / "after", replace(before, adapt=replace(before.adapt, stages=stages)))
         models = args.work / "after" / "models"
         after = replace(before, presegment=replace(before.presegment, model=str(models / "presegment")))
         if "full" in args.methods:

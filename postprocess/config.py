@@ -20,3 +20,10 @@ class FullConfig:
     mrcnn_scales: tuple[float, ...] = (1.0, 2.0)
     mrcnn_flips: tuple[str, ...] = ("h", "v", "hv", "t", "th", "tv", "thv")
     params: str | None = None
+
+
+@dataclass
+class SearchConfig:
+    """The post-processing parameter search (Optuna)."""
+
+    seed: int = 0  # the sampler's seed (worker k uses seed + k), so a search can be repeated

@@ -127,6 +127,7 @@ class PresegmentConfig:
 
     backend: str = "torchvision"  # "torchvision", or "detectron2" when it is installed
     model: str | None = None
+    start_from: str | None = None  # training: the model folder fine-tuned (train-presegment --start-from); None = random start
     probe: SizeProbe = field(default_factory=SizeProbe)  # the passes that estimate the nucleus size
     architecture: Architecture = field(default_factory=Architecture)
     detect: DetectConfig = field(default_factory=DetectConfig)

@@ -8,7 +8,7 @@ periodically with the DSB score, keeps the best model folder and a resumable che
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +76,12 @@ def train(
     resume: bool = True,
     initial_model: nn.Module | None = None,
     groups: list[str] | None = None,
+    detect_cfg: DetectConfig | None = None,
 ) -> dict:
     """Train, validating every `val_every` iterations; returns the best validation figures.
     `groups` (an image type per training pair) balances the sampling between types.
+    Validation detects with `detect_cfg`'s thresholds (the run's own settings; its extra views are left out,
+    as they multiply the cost), so the model kept is the best under the settings it will run with.
 
     `out_dir/checkpoint.pt` lets a rerun resume; `out_dir/model/` holds the best model.
     `card` (training data description etc.) is written into the model's `model.json`.
@@ -90,6 +93,7 @@ def train(
     run = TrainingRun(model, cfg, out_dir, rng, device, resume, cfg.grad_clip)
     sampler = CropSampler(train_pairs, cfg.crop_size, rng, cfg.augment, groups)
     val_subset = val_pairs[: cfg.val_limit] if cfg.val_limit else val_pairs
+    val_detect = replace(detect_cfg or DetectConfig(), flips=())
     running: dict[str, float] = {}
     while not run.finished:
         images, targets = detection_batch(sampler, cfg, device)
@@ -103,7 +107,7 @@ def train(
             log.info("it %d/%d lr %.2e %s (%.1f min)", run.iteration, cfg.iterations, run.learning_rate, parts, run.minutes)
             running = {}
         if run.validation_due():
-            figures = validate(model, val_subset, DetectConfig())
+            figures = validate(model, val_subset, val_detect)
             log.info("validation at %d: DSB %.4f AP50 %.4f", run.iteration, figures["dsb"], figures["ap50"])
             if run.record({"iteration": run.iteration, "minutes": round(run.minutes, 1), **figures}, "dsb"):
                 save_model(out_dir / "model", model, arch, _card(card, cfg, run.state, device, model, len(train_pairs), len(val_subset)))

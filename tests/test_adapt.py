@@ -130,5 +130,8 @@ def test_train_with_masks_single_experiment_and_chosen_stages(tmp_path):
         assert {row["cluster"] for row in csv.DictReader(handle)} == {"0"}
     assert len(list((run / "synthetic" / "cluster-0" / "masks").glob("*.tif"))) == 3
     assert not (run / "pix2pix").exists() and not (run / "models" / "unet").exists()
+    recorded = json.loads((run / "config.json").read_text())["adapt"]  # every flag that shaped the run
+    assert (recorded["stages"], recorded["masks"], recorded["single_experiment"], recorded["val"]) == (["cluster", "masks"], str(masks), True, None)
+    assert main([*args, "--stages", "cluster,paint"]) == 2  # an unknown stage (the last --stages counts): one line
     with pytest.raises(SystemExit):
         main(["train", str(images)])  # -o is required

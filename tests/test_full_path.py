@@ -100,9 +100,28 @@ def test_param_search_writes_best_params_that_predict_reads(trained, tmp_path):
     root, data = trained
     models = ["--model", str(root / "preseg" / "model"), "--ensemble", str(root / "unet" / "ensemble")]
     out = tmp_path / "search"
-    assert main(["param-search", str(data / "images"), str(data / "masks"), "-o", str(out), "--trials", "4", "--jobs", "2", *models, *flags(TINY)]) == 0
+    assert (
+        main(
+            [
+                "param-search",
+                str(data / "images"),
+                str(data / "masks"),
+                "-o",
+                str(out),
+                "--trials",
+                "4",
+                "--jobs",
+                "2",
+                *models,
+                *flags(TINY),
+                "--set",
+                "search.seed=7",
+            ]
+        )
+        == 0
+    )
     best = json.loads((out / "best_params.json").read_text())
-    assert best["trials"] == 4 and best["images"] == 4 and set(best["params"]) >= {"scale_th", "median"}
+    assert best["seed"] == 7 and best["trials"] == 4 and best["images"] == 4 and set(best["params"]) >= {"scale_th", "median"}
     assert (out / "search.png").is_file() and (out / "cache.pkl").is_file()
     assert main(["param-search", str(data / "images"), str(data / "masks"), "-o", str(out), "--trials", "2", *models, *flags(TINY)]) == 0
     assert json.loads((out / "best_params.json").read_text())["trials"] == 6  # resumed study, cached outputs
@@ -175,6 +194,7 @@ def test_a_presegmenter_fine_tuned_from_a_model_says_so_in_its_card(trained, tmp
     assert main(["train-presegment", str(data), "-o", str(tmp_path / "tuned"), "--start-from", str(source), *flags(TINY), *other_size]) == 0
     card = json.loads((tmp_path / "tuned" / "model" / "model.json").read_text())
     assert card["target_diameter"] == 20.0
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["presegment"]["start_from"] == str(source)
     assert card["initialised_from"] == str(source) and card["initial_model"]["initialised_from"] == "random"
     assert card["initial_model"]["training"]["iterations"] == 2 and card["initial_model"]["target_diameter"] == 20.0
     assert main(["train-presegment", str(data), "-o", str(tmp_path / "bad"), "--start-from", str(tmp_path / "nowhere"), *flags(TINY)]) == 2

@@ -247,11 +247,17 @@ def test_fast_predict_cli_with_a_model_folder(tiny_run, tmp_path):
     assert main(["predict", str(DATA / "images"), "-o", str(tmp_path / "o2"), "--fast", "--model", str(tmp_path / "none")]) == 2
 
 
-def test_train_presegment_command_end_to_end(tmp_path):
-    """The CLI trains from an images/ + masks/ + split.csv folder and records fast-path val scores."""
+def test_train_presegment_command_end_to_end(tmp_path, monkeypatch):
+    """The CLI trains from an images/ + masks/ + split.csv folder and records fast-path val scores;
+    validation during training detects with the run's own thresholds (without its extra views)."""
     import cv2
 
+    import presegment.train
     from workflow.cli import main
+
+    seen = []
+    real_validate = presegment.train.validate
+    monkeypatch.setattr(presegment.train, "validate", lambda model, pairs, detect: seen.append(detect) or real_validate(model, pairs, detect))
     from workflow.core.labels import write_labels
 
     data = tmp_path / "data"
@@ -263,7 +269,9 @@ def test_train_presegment_command_end_to_end(tmp_path):
         write_labels(data / "masks" / f"im{k}.tif", truth)
         rows.append(f"im{k},{'val' if k == 3 else 'train'}")
     (data / "split.csv").write_text("\n".join(rows) + "\n")
-    assert main(["train-presegment", str(data), "-o", str(tmp_path / "run"), *[a for o in TINY_PRESEGMENTER for a in ("--set", o)]]) == 0
+    settings = [*TINY_PRESEGMENTER, "presegment.detect.score_threshold=0.55", "presegment.detect.mask_threshold=0.45", "presegment.detect.flips=[h]"]
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "run"), *[a for o in settings for a in ("--set", o)]]) == 0
+    assert seen and all((d.score_threshold, d.mask_threshold, d.flips) == (0.55, 0.45, ()) for d in seen)
     card = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
     assert card["target_diameter"] == 20.0 and card["training_data"]["train_images"] == 3
     assert card["validation_fast_path"]["images"] == 1 and 0.0 <= card["validation_fast_path"]["dsb"] <= 1.0

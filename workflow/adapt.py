@@ -36,7 +36,7 @@ from unet_ensemble.storage import DEFAULT_ENSEMBLE, load_ensemble
 from unet_ensemble.train import train_member
 from workflow.batch import predict_folder
 from workflow.cluster_folder import cluster_folder
-from workflow.config import NucflowConfig
+from workflow.config import TRAIN_STAGES, NucflowConfig
 from workflow.core.files import InputError, csv_text, list_images, write_json, write_text
 from workflow.core.images import InputConfig, read_image, to_rgb8
 from workflow.core.labels import read_labels, write_labels
@@ -46,7 +46,6 @@ from workflow.training import check_run_origin, initial_model_summary, training_
 from workflow.training_data import Pair, find_mask, load_pair, normalise_pair
 
 log = logging.getLogger(__name__)
-STAGES = ("presegment", "cluster", "masks", "pix2pix", "synthesize", "unet", "presegmenter")
 
 
 @dataclass
@@ -78,16 +77,13 @@ def train_on_images(
     images_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     cfg: NucflowConfig,
-    masks_dir: str | os.PathLike | None = None,
-    val_dir: str | os.PathLike | None = None,
-    single_experiment: bool = False,
-    stages: tuple[str, ...] | None = None,
 ) -> int:
-    """Run the chosen `stages` (None: all) of nucflow's training on a folder of images; returns the exit status."""
-    stages = STAGES if stages is None else stages
-    unknown = sorted(set(stages) - set(STAGES))
+    """Run `nucflow train` on a folder of images as `cfg.adapt` says (stages, masks, validation folder,
+    single experiment); returns the exit status. The settings are saved as `out_dir/config.json`."""
+    stages, masks_dir, val_dir, single_experiment = cfg.adapt.stages, cfg.adapt.masks, cfg.adapt.val, cfg.adapt.single_experiment
+    unknown = sorted(set(stages) - set(TRAIN_STAGES))
     if unknown:
-        raise InputError(None, f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
+        raise InputError(None, f"unknown stage {unknown[0]!r}; stages are {', '.join(TRAIN_STAGES)}")
     images = list_images(images_dir)
     run = RunLayout(Path(out_dir))
     run.root.mkdir(parents=True, exist_ok=True)
@@ -292,7 +288,7 @@ def fine_tune_presegmenter(train: list[Pair], val: list[Pair], run: RunLayout, c
     if start_card is not None:
         card["initial_model"] = initial_model_summary(start_card)
     check_run_origin(run.root / "presegmenter", None if start is None else cfg.presegment.model or DEFAULT_MODEL, target, resume=True)
-    train_presegment_model(train, val, arch, settings, run.root / "presegmenter", card, device, True, start)
+    train_presegment_model(train, val, arch, settings, run.root / "presegmenter", card, device, True, start, detect_cfg=cfg.presegment.detect)
     publish(run.root / "presegmenter" / "model", run.models / "presegment")
 
 

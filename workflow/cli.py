@@ -175,6 +175,18 @@ def _apply_predict_options(args: argparse.Namespace, cfg: "NucflowConfig") -> No
         raise InputError(None, f"--jobs must be at least 1, not {args.jobs}")
 
 
+def _apply_train_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None:
+    """The train flags that shape the run, into `cfg.adapt`, so config.json records them."""
+    cfg.adapt.from_scratch |= args.from_scratch
+    cfg.adapt.single_experiment |= args.single_experiment
+    if args.stages:
+        cfg.adapt.stages = tuple(s.strip() for s in args.stages.split(","))
+    if args.masks:
+        cfg.adapt.masks = args.masks
+    if args.val:
+        cfg.adapt.val = args.val
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "evaluate":
         from workflow.evaluate import evaluate_folders
@@ -187,6 +199,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     _apply_input_options(args, cfg)
     if args.command == "predict":
         _apply_predict_options(args, cfg)
+    if args.command == "train-presegment" and args.start_from:
+        cfg.presegment.start_from = args.start_from
+    if args.command == "train":
+        _apply_train_options(args, cfg)
     check_ranges(cfg)
     if args.command == "cluster":
         from workflow.cluster_folder import cluster_folder
@@ -197,9 +213,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
         from workflow.adapt import train_on_images
 
-        cfg.adapt.from_scratch |= args.from_scratch
-        stages = tuple(s.strip() for s in args.stages.split(",")) if args.stages else None
-        return train_on_images(args.images, args.out, cfg, args.masks, args.val, args.single_experiment, stages)
+        return train_on_images(args.images, args.out, cfg)
     if args.command == "predict":
         from workflow.batch import predict_folder
 
@@ -216,7 +230,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     from workflow.training import train_presegmenter
 
-    best = train_presegmenter(args.data, args.out, cfg, resume=not args.restart, start_from=args.start_from)
+    best = train_presegmenter(args.data, args.out, cfg, resume=not args.restart)
     log.info("best validation: %s", best)
     return 0
 

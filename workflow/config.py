@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from clustering.config import ClusterConfig
-from postprocess.config import FullConfig
+from postprocess.config import FullConfig, SearchConfig
 from presegment.config import ClassicConfig, PresegmentConfig, check_flips
 from style_transfer.config import Pix2PixConfig, SyntheticMaskConfig
 from unet_ensemble.config import UNetConfig
@@ -50,6 +50,10 @@ class OutputConfig:
     report: bool = True  # `report.html`: thumbnails, histograms, per-image table
 
 
+# the stages of `nucflow train`, in the order they run
+TRAIN_STAGES = ("presegment", "cluster", "masks", "pix2pix", "synthesize", "unet", "presegmenter")
+
+
 @dataclass
 class AdaptConfig:
     """How much synthetic data `nucflow train` makes and how long it fine-tunes."""
@@ -62,6 +66,10 @@ class AdaptConfig:
     presegmenter_iterations: int = 2000
     val_fraction: float = 0.1  # without --val: share of the synthetic pairs held out for early stopping
     seed: int = 0
+    stages: tuple[str, ...] = TRAIN_STAGES  # which stages of `nucflow train` run (--stages)
+    masks: str | None = None  # label images of the images (--masks); None = they are presegmented
+    val: str | None = None  # folder with images/ and masks/ for validation (--val); None = a share of the synthetic pairs
+    single_experiment: bool = False  # all images have one style: no clustering, more synthetic masks (--single-experiment)
 
 
 @dataclass
@@ -79,6 +87,7 @@ class NucflowConfig:
     pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     full: FullConfig = field(default_factory=FullConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     method: str = "fast"  # prediction: "classic" (no network), "fast" (Mask R-CNN) or "full" (refined)
     device: str = "auto"  # "auto" (GPU when there is one), "cpu", "cuda", "cuda:1", ...

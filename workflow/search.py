@@ -66,12 +66,14 @@ def param_search(
         trials=trials,
         timeout_minutes=minutes,
         jobs=jobs,
-        seed=cfg.presegment.train.seed,
+        seed=cfg.search.seed,
         contour_sigma=cfg.size.contour_sigma,
         starts=(RefineParams(), in_use),
     )
     params, summary = best_params(study)
-    write_json(out_dir / "best_params.json", params_document(params, {**summary, "images": len(load_cases(cache)), "storage": storage}))
+    write_json(
+        out_dir / "best_params.json", params_document(params, {**summary, "images": len(load_cases(cache)), "storage": storage, "seed": cfg.search.seed})
+    )
     plot_progress(study, out_dir / "search.png")
     log.info("best mean DSB %.4f after %d trials; wrote %s", summary["mean_dsb"], summary["trials"], out_dir / "best_params.json")
     return 0

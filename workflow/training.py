@@ -88,12 +88,14 @@ def _describe(origin: dict) -> str:
     return f"{origin['start_from'] or 'random weights'} at {origin['target_diameter']:g} px nuclei"
 
 
-def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: NucflowConfig, resume: bool = True, start_from: str | None = None) -> dict:
-    """Train a Mask R-CNN presegmenter on `data_dir` (images/, masks/, split.csv with train and val).
+def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: NucflowConfig, resume: bool = True) -> dict:
+    """Train a Mask R-CNN presegmenter on `data_dir` (images/, masks/, split.csv with train and val),
+    from random weights or from the model folder `cfg.presegment.start_from`.
 
     Writes `out_dir/config.json`, `out_dir/checkpoint.pt` and the best model in `out_dir/model/`.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    start_from = cfg.presegment.start_from
     target = training_size(cfg, start_from, "--start-from")
     require_train_and_val(data_dir)
     check_run_origin(out_dir, start_from, target, resume)  # before the slow data loading
@@ -114,7 +116,9 @@ def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         card["initial_model"] = initial_model_summary(source_card)
     device = resolve_device(cfg.device)
     log.info("training presegmenter %s on %d images (val %d) on %s", cfg.presegment.architecture.backbone, len(train_pairs), len(val_pairs), device)
-    best = train_presegment_model(train_pairs, val_pairs, cfg.presegment.architecture, cfg.presegment.train, out_dir, card, device, resume, initial, groups)
+    best = train_presegment_model(
+        train_pairs, val_pairs, cfg.presegment.architecture, cfg.presegment.train, out_dir, card, device, resume, initial, groups, cfg.presegment.detect
+    )
     fast_path = validate_fast_path(out_dir / "model", data_dir, cfg)
     update_card(out_dir / "model", validation_fast_path=fast_path)
     log.info("fast path on all %d val images: DSB %.4f, AP@0.5 %.4f", fast_path["images"], fast_path["dsb"], fast_path["ap50"])
