@@ -16,7 +16,7 @@ from workflow.core.labels import read_labels, write_labels
 
 def test_help_lists_every_subcommand():
     result = subprocess.run([sys.executable, "-m", "workflow.cli", "--help"], capture_output=True, text=True, check=True)
-    for command in ("evaluate", "predict", "train-presegment", "train", "param-search", "cluster"):
+    for command in ("evaluate", "predict", "train-presegment", "train", "param-search", "cluster", "import-kaggle"):
         assert command in result.stdout
 
 
@@ -244,3 +244,35 @@ def test_a_rerun_with_other_settings_is_refused_unless_overwrite(folders, tmp_pa
     assert (out / "config.json").read_text() == saved
     assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--set", "size.contour_sigma=0", "--overwrite"]) == 0
     assert json.loads((out / "config.json").read_text())["size"]["contour_sigma"] == 0.0
+
+
+def kaggle_sample(root, name, truth, mask_shape=None):
+    """A Kaggle DSB sample folder: <name>/images/<name>.png and one PNG per nucleus in <name>/masks/."""
+    (root / name / "images").mkdir(parents=True)
+    (root / name / "masks").mkdir()
+    cv2.imwrite(str(root / name / "images" / f"{name}.png"), nucleus_image(truth, seed=1))
+    for k in range(1, int(truth.max()) + 1):
+        mask = (truth == k).astype(np.uint8) * 255
+        cv2.imwrite(str(root / name / "masks" / f"m{k}.png"), mask if mask_shape is None else np.zeros(mask_shape, np.uint8))
+
+
+def test_import_kaggle_writes_a_training_folder_skips_finished_and_names_bad_samples(tmp_path, caplog):
+    source, out = tmp_path / "kaggle", tmp_path / "data"
+    for k in range(4):
+        kaggle_sample(source, f"s{k}", disks((64, 80), ((20, 20), (40, 50 + k)), 8))
+    kaggle_sample(source, "broken", disks((64, 80), ((20, 20),), 8), mask_shape=(30, 30))
+    (source / "notes").mkdir()  # a folder that is no sample is not counted
+    assert main(["import-kaggle", str(source), "-o", str(out), "--val-fraction", "0.25"]) == 1
+    assert "broken" in caplog.text and "does not match image size" in caplog.text
+    assert sorted(p.stem for p in (out / "masks").iterdir()) == ["s0", "s1", "s2", "s3"]
+    np.testing.assert_array_equal(read_labels(out / "masks" / "s2.tif"), disks((64, 80), ((20, 20), (40, 52)), 8))
+    assert (out / "images" / "s0.png").read_bytes() == (source / "s0" / "images" / "s0.png").read_bytes()
+    with (out / "split.csv").open() as handle:
+        subsets = [row["subset"] for row in csv.DictReader(handle)]
+    assert sorted(subsets) == ["train", "train", "train", "val"]
+    shutil.rmtree(source / "broken")
+    (source / "s0" / "masks" / "m1.png").unlink()  # a finished sample is not read again
+    assert main(["import-kaggle", str(source), "-o", str(out), "--val-fraction", "0.25"]) == 0
+    assert read_labels(out / "masks" / "s0.tif").max() == 2
+    assert main(["import-kaggle", str(tmp_path / "data"), "-o", str(tmp_path / "x")]) == 2  # no samples: one line
+    assert "no Kaggle samples" in caplog.text

@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--k", type=int, help="number of clusters (default: chosen by silhouette)")
     _add_config_options(cluster)
 
+    kaggle = commands.add_parser("import-kaggle", help="convert a Kaggle DSB 2018 folder (<id>/images, <id>/masks) into images/, masks/, split.csv")
+    kaggle.add_argument("source", help="folder of Kaggle samples: <id>/images/<id>.png and <id>/masks/*.png (one PNG per nucleus)")
+    kaggle.add_argument("-o", "--out", required=True, help="data folder to write (images/, masks/, split.csv), ready for train-presegment")
+    kaggle.add_argument("--val-fraction", type=float, default=0.1, help="share of the samples marked val in split.csv (default 0.1)")
+    kaggle.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
+
     train = commands.add_parser("train", help="adapt nucflow to your images: style transfer + fine-tuning (with or without masks)")
     train.add_argument("images", help="folder of your images")
     train.add_argument("-o", "--out", required=True, help="run folder; the models go to OUT/models/")
@@ -192,6 +198,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from workflow.evaluate import evaluate_folders
 
         return evaluate_folders(args.pred_dir, args.gt_dir, args.csv)
+    if args.command == "import-kaggle":
+        from workflow.kaggle import import_kaggle
+
+        return import_kaggle(args.source, args.out, args.val_fraction, args.seed)
     from workflow.config import check_ranges, load_config
 
     cfg = load_config(args.config, args.overrides)
