@@ -11,10 +11,10 @@ from torch import nn
 
 from presegment.config import DetectConfig
 from presegment.consensus import SoftInstance, vote
-from workflow.core.images import tile_cores
 from workflow.core.labels import relabel
 from workflow.core.modelfiles import device_of
 from workflow.core.tensors import image_tensor
+from workflow.core.tiling import in_core, windows
 
 # torchvision samples its mask targets with roi_align(aligned=False), half a pixel right of
 # and below the box: that is where a torchvision model's masks belong when painted.
@@ -86,15 +86,12 @@ def run_model(model: nn.Module, rgb8: np.ndarray) -> Detections:
 
 def detect(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig) -> Detections:
     """Detections of a whole image, tiled when large; each instance comes from the one tile owning its centre."""
-    height, width = rgb8.shape[:2]
     parts = []
-    for y, y_low, y_high in tile_cores(height, cfg.tile_size, cfg.tile_overlap):
-        for x, x_low, x_high in tile_cores(width, cfg.tile_size, cfg.tile_overlap):
-            found = run_model(model, rgb8[y : y + cfg.tile_size, x : x + cfg.tile_size]).shifted(x, y)
-            cx = (found.boxes[:, 0] + found.boxes[:, 2]) / 2
-            cy = (found.boxes[:, 1] + found.boxes[:, 3]) / 2
-            owned = (cx >= x_low) & (cx < x_high) & (cy >= y_low) & (cy < y_high)
-            parts.append(found.subset(owned))
+    for window in windows(rgb8.shape, cfg.tile_size, cfg.tile_overlap):
+        found = run_model(model, rgb8[window.slices]).shifted(window.x, window.y)
+        cx = (found.boxes[:, 0] + found.boxes[:, 2]) / 2
+        cy = (found.boxes[:, 1] + found.boxes[:, 3]) / 2
+        parts.append(found.subset(in_core(cy, cx, window.core)))
     return Detections.concatenate(parts)
 
 

@@ -15,9 +15,10 @@ from presegment.predict import Detections, detect, dilate_labels, mirror, paint,
 from presegment.storage import load_model, save_model
 from presegment.train import make_target, train
 from tests.synthetic import TINY_PRESEGMENTER, disks, nucleus_image
-from workflow.core.images import resize_image, tile_starts, to_rgb8
+from workflow.core.images import resize_image, to_rgb8
 from workflow.core.labels import resize_labels
 from workflow.core.metrics import score_image
+from workflow.core.tiling import tile_starts
 
 
 class BrightBlobModel(nn.Module):

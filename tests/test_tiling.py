@@ -6,9 +6,9 @@ from skimage.measure import label as connected_components
 
 from tests.synthetic import disks, nucleus_image
 from workflow.config import load_config
-from workflow.core.images import tile_cores, to_rgb8
+from workflow.core.images import to_rgb8
 from workflow.core.metrics import score_image
-from workflow.core.tiling import TilingConfig, owned_objects, segment_in_tiles
+from workflow.core.tiling import TilingConfig, blend_in_tiles, owned_objects, segment_in_tiles, tile_cores
 from workflow.predict import build_segmenter
 
 
@@ -87,3 +87,24 @@ def test_segmenter_tiles_a_large_image_like_the_whole(monkeypatch):
     assert tiled.shape == truth.shape
     assert score_image(truth, tiled).dsb == pytest.approx(score_image(truth, whole).dsb, abs=0.02)
     assert score_image(truth, tiled).ap50 == 1.0
+
+
+def test_blend_in_tiles_averages_overlapping_outputs_in_batches():
+    image = np.random.default_rng(0).random((300, 200, 2)).astype(np.float32)
+    calls = []
+
+    def identity(crops):
+        calls.append(len(crops))
+        return np.stack([crop.transpose(2, 0, 1) for crop in crops])
+
+    blended = blend_in_tiles(identity, image, tile=128, overlap=40, batch_size=3)
+    assert blended.shape == (2, 300, 200)
+    np.testing.assert_allclose(blended, image.transpose(2, 0, 1), rtol=1e-6)
+    assert sum(calls) == 3 * 2 and calls == [3, 3]  # 3 rows x 2 columns of tiles, 3 per call
+
+    def position(crops):  # a tile-dependent output: overlaps get the mean of their tiles
+        return np.stack([np.full((1, *crop.shape[:2]), crop[0, 0, 0]) for crop in crops])
+
+    mixed = blend_in_tiles(position, image, tile=128, overlap=40)
+    assert mixed[0, 0, 0] == image[0, 0, 0] and mixed[0, 299, 199] == image[172, 72, 0]
+    assert np.isclose(mixed[0, 100, 0], (image[0, 0, 0] + image[86, 0, 0]) / 2)

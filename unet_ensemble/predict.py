@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from unet_ensemble.config import UNetPredictConfig
-from workflow.core.images import tile_starts
 from workflow.core.modelfiles import device_of
 from workflow.core.tensors import image_tensor
+from workflow.core.tiling import blend_in_tiles
 
 
 @torch.inference_mode()
@@ -33,20 +33,12 @@ def predict_maps(model: nn.Module, rgb8: np.ndarray, arch_stride: int, mean: tup
     tile = max(arch_stride, cfg.tile_size - cfg.tile_size % arch_stride)
     padded = np.pad(rgb8, ((0, pad_y), (0, pad_x), (0, 0)), mode="reflect") if pad_y or pad_x else rgb8
     device = device_of(model)
-    total = None
-    weight = np.zeros(padded.shape[:2], np.float32)
-    windows = [(y, x) for y in tile_starts(padded.shape[0], tile, cfg.tile_overlap) for x in tile_starts(padded.shape[1], tile, cfg.tile_overlap)]
-    for first in range(0, len(windows), max(1, cfg.batch_size)):
-        batch = windows[first : first + max(1, cfg.batch_size)]
-        crops = [(slice(y, y + tile), slice(x, x + tile)) for y, x in batch]
-        inputs = torch.cat([image_tensor(padded[crop], device, mean, std)[None] for crop in crops])  # tiles of one image share a shape
-        probabilities = _probability(model, inputs, cfg.flip_tta).float().cpu().numpy()
-        if total is None:
-            total = np.zeros((probabilities.shape[1], *padded.shape[:2]), np.float32)
-        for crop, probability in zip(crops, probabilities):
-            total[(slice(None), *crop)] += probability
-            weight[crop] += 1
-    return (total / weight)[:, :height, :width]
+
+    def predict(crops: list[np.ndarray]) -> np.ndarray:  # tiles of one image share a shape
+        inputs = image_tensor(np.stack(crops), device, mean, std)
+        return _probability(model, inputs, cfg.flip_tta).float().cpu().numpy()
+
+    return blend_in_tiles(predict, padded, tile, cfg.tile_overlap, cfg.batch_size)[:, :height, :width]
 
 
 @dataclass

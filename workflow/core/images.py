@@ -194,28 +194,6 @@ def size_scale(diameter: float | None, target_diameter: float, min_scale: float 
     return float(np.clip(target_diameter / diameter, min_scale, max_scale))
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size `tile` covering [0, length), neighbours overlapping by at least `overlap`."""
-    if length <= tile:
-        return [0]
-    step = tile - overlap
-    count = int(np.ceil((length - tile) / step)) + 1
-    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
-
-
-def tile_cores(length: int, tile: int, overlap: int) -> list[tuple[int, float, float]]:
-    """(start, core low, core high) per tile of `tile_starts`: the cores meet halfway into each
-    overlap and cover [0, length) exactly once, so each object belongs to one tile.
-    """
-    starts = tile_starts(length, tile, overlap)
-    cores = []
-    for index, start in enumerate(starts):
-        low = 0.0 if index == 0 else (start + starts[index - 1] + tile) / 2
-        high = float(length) if index == len(starts) - 1 else (start + tile + starts[index + 1]) / 2
-        cores.append((start, low, high))
-    return cores
-
-
 def write_probability(path: str | os.PathLike, probability: np.ndarray) -> None:
     """Write a [0, 1] map as a uint16 TIFF (0..65535, opens in Fiji and napari), atomically."""
     scaled = np.round(np.clip(probability, 0, 1) * np.iinfo(np.uint16).max).astype(np.uint16)

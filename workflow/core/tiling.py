@@ -1,8 +1,11 @@
-"""Large images in overlapping tiles, so memory is bounded by the tile, not by the rescaled image.
+"""The one tiler of every stage: large images in overlapping tiles, so memory and network input are
+bounded by the tile, not by the image.
 
-Every tile is segmented at the whole image's nucleus size. An object belongs to the one tile
-whose core holds its centroid (cores meet halfway into each overlap), so a nucleus on a seam
-is neither cut nor counted twice, as long as the overlap exceeds twice its radius.
+Two strategies share the same windows:
+- object ownership (label images, detections): an object belongs to the one tile whose core holds
+  its centre (cores meet halfway into each overlap), so a nucleus on a seam is neither cut nor
+  counted twice, as long as the overlap exceeds its diameter;
+- map blending (probability maps): the outputs of overlapping tiles are averaged.
 """
 
 from __future__ import annotations
@@ -15,9 +18,64 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from workflow.core.images import tile_cores
-
 TileResult = tuple[np.ndarray, dict[str, np.ndarray]]  # labels, named maps (labels if integer, else values)
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of size `tile` covering [0, length), neighbours overlapping by at least `overlap`."""
+    if length <= tile:
+        return [0]
+    step = tile - overlap
+    count = int(np.ceil((length - tile) / step)) + 1
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+
+
+def tile_cores(length: int, tile: int, overlap: int) -> list[tuple[int, float, float]]:
+    """(start, core low, core high) per tile of `tile_starts`: the cores meet halfway into each
+    overlap and cover [0, length) exactly once, so each object belongs to one tile.
+    """
+    starts = tile_starts(length, tile, overlap)
+    cores = []
+    for index, start in enumerate(starts):
+        low = 0.0 if index == 0 else (start + starts[index - 1] + tile) / 2
+        high = float(length) if index == len(starts) - 1 else (start + tile + starts[index + 1]) / 2
+        cores.append((start, low, high))
+    return cores
+
+
+@dataclass(frozen=True)
+class Window:
+    """One tile: its offset `y`, `x` and side `tile` in the image, and its core (y_low, y_high, x_low,
+    x_high) in image coordinates: the part of the image it owns."""
+
+    y: int
+    x: int
+    tile: int
+    core: tuple[float, float, float, float]
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y, self.y + self.tile), slice(self.x, self.x + self.tile)
+
+    @property
+    def local_core(self) -> tuple[float, float, float, float]:
+        """The core in the tile's own coordinates."""
+        y_low, y_high, x_low, x_high = self.core
+        return y_low - self.y, y_high - self.y, x_low - self.x, x_high - self.x
+
+
+def windows(shape: tuple[int, ...], tile: int, overlap: int) -> list[Window]:
+    """The tiles covering an image of `shape`, row by row; their cores cover each pixel once."""
+    return [
+        Window(y, x, tile, (y_low, y_high, x_low, x_high))
+        for (y, y_low, y_high), (x, x_low, x_high) in itertools.product(tile_cores(shape[0], tile, overlap), tile_cores(shape[1], tile, overlap))
+    ]
+
+
+def in_core(cy: np.ndarray, cx: np.ndarray, core: tuple[float, float, float, float]) -> np.ndarray:
+    """Which centres (cy, cx) lie in `core` (y_low, y_high, x_low, x_high): low edges included, high excluded."""
+    y_low, y_high, x_low, x_high = core
+    return (cy >= y_low) & (cy < y_high) & (cx >= x_low) & (cx < x_high)
 
 
 @dataclass
@@ -46,8 +104,7 @@ def owned_objects(labels: np.ndarray, core: tuple[float, float, float, float]) -
     with np.errstate(invalid="ignore", divide="ignore"):
         cy = np.bincount(ids, ys, minlength=size) / count + 0.5
         cx = np.bincount(ids, xs, minlength=size) / count + 0.5
-    y_low, y_high, x_low, x_high = core
-    owned = (count > 0) & (cy >= y_low) & (cy < y_high) & (cx >= x_low) & (cx < x_high)
+    owned = (count > 0) & in_core(cy, cx, core)
     owned[0] = False
     lookup = np.zeros(size, np.int32)
     lookup[owned] = np.arange(1, int(owned.sum()) + 1)
@@ -62,10 +119,9 @@ def segment_in_tiles(segment: Callable[[np.ndarray], TileResult], rgb8: np.ndarr
     labels = np.zeros((height, width), np.int32)
     maps: dict[str, np.ndarray] = {}
     used, used_in_maps = 0, {}  # objects pasted so far, in the labels and in each integer map
-    tiles = list(itertools.product(tile_cores(height, tile, overlap), tile_cores(width, tile, overlap)))
-    for (y, y_low, y_high), (x, x_low, x_high) in tqdm(tiles, desc="tiles", unit="tile", leave=False, disable=len(tiles) < 2):
-        window = (slice(y, y + tile), slice(x, x + tile))
-        core = (y_low - y, y_high - y, x_low - x, x_high - x)
+    tiles = windows((height, width), tile, overlap)
+    for tile_window in tqdm(tiles, desc="tiles", unit="tile", leave=False, disable=len(tiles) < 2):
+        window, core = tile_window.slices, tile_window.local_core
         part_labels, part_maps = segment(rgb8[window])
         used = _paste_objects(labels[window], owned_objects(part_labels, core), used)
         for name, part in part_maps.items():
@@ -83,3 +139,19 @@ def _paste_objects(canvas: np.ndarray, objects: np.ndarray, used: int) -> int:
     free = (objects > 0) & (canvas == 0)
     canvas[free] = objects[free] + used
     return used + int(objects.max(initial=0))
+
+
+def blend_in_tiles(predict: Callable[[list[np.ndarray]], np.ndarray], image: np.ndarray, tile: int, overlap: int, batch_size: int = 1) -> np.ndarray:
+    """(C, H, W) maps of `image` from `predict` (a list of equal tiles -> (N, C, tile, tile) array) run on
+    overlapping tiles, `batch_size` at a time; where tiles overlap their outputs are averaged."""
+    total, weight = None, np.zeros(image.shape[:2], np.float32)
+    tiles = [w.slices for w in windows(image.shape, tile, overlap)]
+    for first in range(0, len(tiles), max(1, batch_size)):
+        batch = tiles[first : first + max(1, batch_size)]
+        outputs = predict([image[crop] for crop in batch])
+        if total is None:
+            total = np.zeros((outputs.shape[1], *image.shape[:2]), np.float32)
+        for crop, output in zip(batch, outputs):
+            total[(slice(None), *crop)] += output
+            weight[crop] += 1
+    return total / weight
