@@ -9,17 +9,6 @@ from dataclasses import asdict, dataclass, field
 
 from workflow.core.augment import AugmentConfig
 
-# the seven views of the image besides itself (all symmetries of the pixel grid):
-# "t" transposes (swaps rows and columns), then "h" mirrors left-right and "v" top-bottom
-VIEWS = ("h", "v", "hv", "t", "th", "tv", "thv")
-
-
-def check_flips(flips: tuple[str, ...]) -> None:
-    """Refuse views other than those of VIEWS (and repeats, which would vote twice)."""
-    unknown = [flip for flip in flips if flip not in VIEWS]
-    if unknown or len(set(flips)) != len(flips):
-        raise ValueError(f"flips {list(flips)}: use each of {', '.join(VIEWS)} at most once")
-
 
 @dataclass
 class Architecture:
@@ -84,11 +73,7 @@ class DetectConfig:
     tile_overlap: int = 160  # must exceed the largest nucleus (4x the target diameter by default)
     dilate: int = 0  # grow each instance by this many pixels; the reference's 1 costs 0.10 val DSB here
     zoom: float = 1.25  # size-normalised images are enlarged by this for Mask R-CNN (val fast path, 40 px model: 1.0 0.594, 1.25 0.600)
-    flips: tuple[str, ...] = ()  # extra views (any of VIEWS) whose detections vote with the plain one
-    view_score_floor: float = 0.5  # with flips: a view's detections down to this score join the vote
-
-    def __post_init__(self) -> None:
-        check_flips(self.flips)
+    view_score_floor: float = 0.5  # with test-time views (the `views` section): a view's detections down to this score join the vote
 
 
 @dataclass

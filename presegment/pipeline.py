@@ -26,11 +26,13 @@ class Presegmentation:
     size_source: str  # "given", "estimated" or "unknown" (nothing found: unscaled fallback)
 
 
-def segment_at_scale(model: nn.Module, rgb8: np.ndarray, scale: float, cfg: DetectConfig, contour_sigma: float = 0.0) -> np.ndarray:
-    """Presegment `rgb8` resized by `scale`; labels come back at the original size, with outlines
-    smoothed by `contour_sigma` pixels of the resized image when it is > 0 (else nearest-neighbour)."""
+def segment_at_scale(
+    model: nn.Module, rgb8: np.ndarray, scale: float, cfg: DetectConfig, contour_sigma: float = 0.0, views: tuple[str, ...] = ()
+) -> np.ndarray:
+    """Presegment `rgb8` resized by `scale` (with test-time `views`); labels come back at the original size, with
+    outlines smoothed by `contour_sigma` pixels of the resized image when it is > 0 (else nearest-neighbour)."""
     resized = abs(scale - 1.0) >= 1e-3
-    labels = segment(model, resize_image(rgb8, scaled_shape(rgb8.shape, scale)) if resized else rgb8, cfg)
+    labels = segment(model, resize_image(rgb8, scaled_shape(rgb8.shape, scale)) if resized else rgb8, cfg, views)
     return resize_labels(labels, rgb8.shape[:2], contour_sigma) if resized or contour_sigma > 0 else labels
 
 
@@ -125,8 +127,10 @@ def presegment(
     probe: SizeProbe | None = None,
     scale_limits: tuple[float, float] = (0.1, 8.0),
     contour_sigma: float = 0.0,
+    views: tuple[str, ...] = (),
 ) -> Presegmentation:
-    """Segment nuclei so that the network sees them at `target_diameter` x `cfg.zoom` px.
+    """Segment nuclei so that the network sees them at `target_diameter` x `cfg.zoom` px (with test-time `views`;
+    the size estimate sees the image alone).
 
     Without a given `diameter` it is estimated by a first pass; when that finds nothing,
     the image is segmented unscaled and `size_source` says so. `contour_sigma` (pixels at
@@ -138,4 +142,4 @@ def presegment(
         source = "estimated" if diameter is not None else "unknown"
     scale = size_scale(diameter, target_diameter, *scale_limits)
     zoom = zoom_for(diameter, cfg)
-    return Presegmentation(segment_at_scale(model, rgb8, scale * zoom, cfg, contour_sigma * zoom), diameter, scale, source)
+    return Presegmentation(segment_at_scale(model, rgb8, scale * zoom, cfg, contour_sigma * zoom, views), diameter, scale, source)

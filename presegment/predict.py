@@ -15,6 +15,7 @@ from workflow.core.labels import relabel
 from workflow.core.modelfiles import device_of
 from workflow.core.tensors import image_tensor
 from workflow.core.tiling import in_core, windows
+from workflow.core.views import view_image
 
 # torchvision samples its mask targets with roi_align(aligned=False), half a pixel right of
 # and below the box: that is where a torchvision model's masks belong when painted.
@@ -37,7 +38,7 @@ class Detections:
         return Detections(self.boxes + np.array([dx, dy, dx, dy], np.float32), self.scores, self.masks)
 
     def mirrored(self, shape: tuple[int, int], flip: str) -> "Detections":
-        """Detections of the view `mirror(image, flip)` put back on the image of `shape`: undo the
+        """Detections of the view `view_image(image, flip)` put back on the image of `shape`: undo the
         left-right ("h") and top-bottom ("v") mirrors on the view, then its transpose ("t")."""
         view_shape = (shape[1], shape[0]) if "t" in flip else shape
         boxes, masks = self.boxes.copy(), self.masks
@@ -95,12 +96,6 @@ def detect(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig) -> Detections:
     return Detections.concatenate(parts)
 
 
-def mirror(rgb8: np.ndarray, flip: str) -> np.ndarray:
-    """The image transposed ("t": rows become columns), then mirrored left-right ("h") and/or top-bottom ("v")."""
-    view = rgb8.transpose(1, 0, 2) if "t" in flip else rgb8
-    return np.ascontiguousarray(view[:: -1 if "v" in flip else 1, :: -1 if "h" in flip else 1])
-
-
 def paste(detections: Detections, shape: tuple[int, int]) -> list[SoftInstance]:
     """Each detection's mask resized into its box, as probabilities, cut to the image of `shape`."""
     height, width = shape
@@ -136,24 +131,24 @@ def dilate_labels(labels: np.ndarray, radius: int) -> np.ndarray:
     return np.where(labels == 0, grown, labels)
 
 
-def detections_of_views(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig) -> list[Detections]:
-    """Detections of the image and, with `cfg.flips`, of its mirrors (put back on the image), down to
+def detections_of_views(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, views: tuple[str, ...] = ()) -> list[Detections]:
+    """Detections of the image and of its `views` (workflow.core.views; put back on the image), down to
     `cfg.view_score_floor` then, since a view's weak detections can still add to a vote.
     """
-    floor = min(cfg.view_score_floor, cfg.score_threshold) if cfg.flips else cfg.score_threshold
+    floor = min(cfg.view_score_floor, cfg.score_threshold) if views else cfg.score_threshold
     configure(model, replace(cfg, score_threshold=floor))
-    return [detect(model, rgb8, cfg)] + [detect(model, mirror(rgb8, flip), cfg).mirrored(rgb8.shape[:2], flip) for flip in cfg.flips]
+    return [detect(model, rgb8, cfg)] + [detect(model, view_image(rgb8, view), cfg).mirrored(rgb8.shape[:2], view) for view in views]
 
 
-def segment(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig) -> np.ndarray:
+def segment(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, views: tuple[str, ...] = ()) -> np.ndarray:
     """Label image of an (H, W, 3) uint8 image that is already at the model's nucleus scale.
 
-    With `cfg.flips` the views vote (test-time augmentation); otherwise the plain detections count.
+    With `views` the detections of the image and its views vote (test-time augmentation); otherwise the plain detections count.
     """
     height, width = rgb8.shape[:2]
     pad_y, pad_x = round(cfg.pad_fraction * height), round(cfg.pad_fraction * width)
     padded = np.pad(rgb8, ((pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="reflect") if pad_y or pad_x else rgb8
-    views = [paste(view, padded.shape[:2]) for view in detections_of_views(model, padded, cfg)]
-    instances = vote(views, cfg.score_threshold) if cfg.flips else views[0]
+    found = [paste(view, padded.shape[:2]) for view in detections_of_views(model, padded, cfg, views)]
+    instances = vote(found, cfg.score_threshold) if views else found[0]
     labels = paint_instances(instances, padded.shape[:2], cfg.mask_threshold)[pad_y : pad_y + height, pad_x : pad_x + width]
     return relabel(dilate_labels(labels, cfg.dilate))

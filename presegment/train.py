@@ -8,7 +8,7 @@ periodically with the DSB score, keeps the best model folder and a resumable che
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +80,8 @@ def train(
 ) -> dict:
     """Train, validating every `val_every` iterations; returns the best validation figures.
     `groups` (an image type per training pair) balances the sampling between types.
-    Validation detects with `detect_cfg`'s thresholds (the run's own settings; its extra views are left out,
-    as they multiply the cost), so the model kept is the best under the settings it will run with.
+    Validation detects with `detect_cfg`'s thresholds (the run's own settings; without test-time views, which
+    multiply the cost), so the model kept is the best under the settings it will run with.
 
     `out_dir/checkpoint.pt` lets a rerun resume; `out_dir/model/` holds the best model.
     `card` (training data description etc.) is written into the model's `model.json`.
@@ -93,7 +93,7 @@ def train(
     run = TrainingRun(model, cfg, out_dir, rng, device, resume, cfg.grad_clip)
     sampler = CropSampler(train_pairs, cfg.crop_size, rng, cfg.augment, groups)
     val_subset = val_pairs[: cfg.val_limit] if cfg.val_limit else val_pairs
-    val_detect = replace(detect_cfg or DetectConfig(), flips=())
+    val_detect = detect_cfg or DetectConfig()
     running: dict[str, float] = {}
     while not run.finished:
         images, targets = detection_batch(sampler, cfg, device)

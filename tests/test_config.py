@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from presegment.config import VIEWS
 from workflow.config import NucflowConfig, load_config
 from workflow.core.files import InputError
+from workflow.core.views import VIEWS
 
 
 def test_defaults_follow_the_reference():
@@ -13,7 +13,7 @@ def test_defaults_follow_the_reference():
     assert cfg.presegment.detect.score_threshold == 0.7
     assert cfg.presegment.detect.nms_threshold == 0.2  # chosen on val (the reference: 0.35)
     assert cfg.presegment.detect.max_instances == 800
-    assert sorted(cfg.full.mrcnn_flips) == sorted(VIEWS)  # the full path votes over all eight views of the image
+    assert cfg.views.full == VIEWS and cfg.views.fast == cfg.views.unet == ()  # the full path's first scale votes over all eight views
 
 
 def test_file_then_flags_override(tmp_path):
@@ -49,8 +49,10 @@ def test_json_config_and_save_roundtrip(tmp_path):
         ("presegment.train.iterations=1.5", "expected int"),
         ("nosuchthing", "bad override"),
         ("size=3", "must be a mapping"),
-        ("full.mrcnn_flips=[h, x]", "'root'.*use each of h, v, hv, t, th, tv, thv at most once"),
-        ("presegment.detect.flips=[v, v]", "'presegment.detect'.*at most once"),
+        ("views.full=[h, x]", "'views'.*views.full.*use each of h, v, hv, t, th, tv, thv at most once"),
+        ("views.unet=[v, v]", "'views'.*at most once"),
+        ("full.mrcnn_flips=[h]", "'full.mrcnn_flips' is now 'views.full'"),
+        ("presegment.detect.flips=[h]", "is now 'views.fast'"),
     ],
 )
 def test_bad_overrides_give_clear_errors(override, message):

@@ -248,7 +248,7 @@ def test_full_path_zooms_only_when_the_nucleus_size_is_known():
     from workflow.config import load_config
     from workflow.full import Models, network_outputs
 
-    cfg = load_config(overrides=["presegment.detect.zoom=1.5", "presegment.detect.pad_fraction=0", "full.mrcnn_flips=[]", "full.mrcnn_scales=[1.0]"])
+    cfg = load_config(overrides=["presegment.detect.zoom=1.5", "presegment.detect.pad_fraction=0", "views.full=[]", "full.mrcnn_scales=[1.0]"])
     arch = UNetArchitecture(depth=3, decoder_channels=(16, 8, 8))
     models = Models(SizeRecordingModel(), 24.0, [(build_unet(arch).eval(), {"architecture": arch.to_dict()})])
     outputs = network_outputs(models, np.zeros((64, 64, 3), np.uint8), cfg)  # the probe pass finds nothing
@@ -266,7 +266,7 @@ def test_unets_see_nuclei_at_their_own_training_size():
     from workflow.config import load_config
     from workflow.full import Models, network_outputs
 
-    cfg = load_config(overrides=["presegment.detect.zoom=1.0", "full.mrcnn_flips=[]", "full.mrcnn_scales=[1.0]"])
+    cfg = load_config(overrides=["presegment.detect.zoom=1.0", "views.full=[]", "full.mrcnn_scales=[1.0]"])
     arch = UNetArchitecture(depth=3, decoder_channels=(16, 8, 8))
     unet, seen = build_unet(arch).eval(), []
     unet.register_forward_pre_hook(lambda module, inputs: seen.append(tuple(inputs[0].shape[-2:])))

@@ -8,10 +8,10 @@ from skimage.measure import regionprops
 from torch import nn
 
 from presegment.backends import detectron2_available, load_presegmenter
-from presegment.config import VIEWS, Architecture, DetectConfig, SizeProbe, TrainConfig
+from presegment.config import Architecture, DetectConfig, SizeProbe, TrainConfig
 from presegment.model import BACKBONES, build_model
 from presegment.pipeline import presegment
-from presegment.predict import Detections, detect, dilate_labels, mirror, paint, paste, run_model, segment
+from presegment.predict import Detections, detect, dilate_labels, paint, paste, run_model, segment
 from presegment.storage import load_model, save_model
 from presegment.train import make_target, train
 from tests.synthetic import TINY_PRESEGMENTER, disks, nucleus_image
@@ -19,6 +19,7 @@ from workflow.core.images import resize_image, to_rgb8
 from workflow.core.labels import resize_labels
 from workflow.core.metrics import score_image
 from workflow.core.tiling import tile_starts
+from workflow.core.views import VIEWS, ViewsConfig, view_image
 
 
 class BrightBlobModel(nn.Module):
@@ -270,9 +271,9 @@ def test_train_presegment_command_end_to_end(tmp_path, monkeypatch):
         write_labels(data / "masks" / f"im{k}.tif", truth)
         rows.append(f"im{k},{'val' if k == 3 else 'train'}")
     (data / "split.csv").write_text("\n".join(rows) + "\n")
-    settings = [*TINY_PRESEGMENTER, "presegment.detect.score_threshold=0.55", "presegment.detect.mask_threshold=0.45", "presegment.detect.flips=[h]"]
+    settings = [*TINY_PRESEGMENTER, "presegment.detect.score_threshold=0.55", "presegment.detect.mask_threshold=0.45", "views.fast=[h]"]
     assert main(["train-presegment", str(data), "-o", str(tmp_path / "run"), *[a for o in settings for a in ("--set", o)]]) == 0
-    assert seen and all((d.score_threshold, d.mask_threshold, d.flips) == (0.55, 0.45, ()) for d in seen)
+    assert seen and all((d.score_threshold, d.mask_threshold) == (0.55, 0.45) for d in seen)
     card = json.loads((tmp_path / "run" / "model" / "model.json").read_text())
     assert card["target_diameter"] == 20.0 and card["training_data"]["train_images"] == 3
     assert card["validation_fast_path"]["images"] == 1 and 0.0 <= card["validation_fast_path"]["dsb"] <= 1.0
@@ -285,13 +286,13 @@ def test_detections_of_every_view_paint_back_onto_the_image():
     rng = np.random.default_rng(0)
     shape = (50, 60)
     for flip in VIEWS:
-        view_shape = mirror(np.zeros((*shape, 3), np.uint8), flip).shape[:2]
+        view_shape = view_image(np.zeros((*shape, 3), np.uint8), flip).shape[:2]
         corners = rng.uniform(-5, min(view_shape) - 5, (12, 2))
         boxes = np.concatenate([corners, corners + rng.uniform(4, 15, (12, 2))], 1).astype(np.float32)
         found = Detections(boxes, rng.uniform(0.5, 1, 12).astype(np.float32), rng.uniform(0, 1, (12, 28, 28)).astype(np.float32))
         on_image = paint(found.mirrored(shape, flip), shape)
         assert on_image.shape == shape and on_image.max() > 0
-        assert (mirror(on_image[..., None], flip)[..., 0] == paint(found, view_shape)).all(), flip
+        assert (view_image(on_image, flip) == paint(found, view_shape)).all(), flip
 
 
 class LeftHalfModel(BrightBlobModel):
@@ -310,18 +311,18 @@ def test_flipped_views_vote_and_land_where_they_belong():
     assert 0 < plain.max() < truth.max()
     # mirrored top-bottom the model still sees the left half: every object is confirmed, in place
     # (up to the fake model's nearest-neighbour masks, which are not mirror-symmetric)
-    confirmed = score_image(plain, segment(LeftHalfModel(), image, DetectConfig(pad_fraction=0, flips=("v",))))
+    confirmed = score_image(plain, segment(LeftHalfModel(), image, DetectConfig(pad_fraction=0), ("v",)))
     assert confirmed.ap50 == 1.0 and confirmed.mean_matched_iou > 0.95
     # mirrored left-right it sees the other half: no object is found in both views (score 0.9 / 2 < 0.7)
-    assert segment(LeftHalfModel(), image, DetectConfig(pad_fraction=0, flips=("h",))).max() == 0
+    assert segment(LeftHalfModel(), image, DetectConfig(pad_fraction=0), ("h",)).max() == 0
     # transposed it sees the top half: only the top-left quarter is found in both views
-    quarter = segment(LeftHalfModel(), image, DetectConfig(pad_fraction=0, flips=("t",)))
+    quarter = segment(LeftHalfModel(), image, DetectConfig(pad_fraction=0), ("t",))
     top = [region.label for region in regionprops(plain) if region.centroid[0] < image.shape[0] / 2]
     assert 0 < len(top) < plain.max()
     assert score_image(np.where(np.isin(plain, top), plain, 0), quarter).ap50 == 1.0
     for bad in (("x",), ("h", "h"), ("vt",)):
         with pytest.raises(ValueError, match="use each of h, v, hv, t, th, tv, thv at most once"):
-            DetectConfig(flips=bad)
+            ViewsConfig(fast=bad)
 
 
 def test_paste_cuts_masks_at_the_border_instead_of_squeezing_them():

@@ -11,6 +11,7 @@ from unet_ensemble.predict import ensemble_maps, predict_maps
 from unet_ensemble.storage import load_ensemble, load_member, save_member
 from unet_ensemble.train import centerness_target, foreground_target, jaccard_bce_loss, train_member
 from workflow.core.images import to_rgb8
+from workflow.core.views import VIEWS
 
 TINY = UNetArchitecture(encoder="resnet18", depth=3, decoder_channels=(32, 16, 8))
 
@@ -65,7 +66,7 @@ def test_tiled_prediction_matches_whole_image_and_tta():
     image = to_rgb8(nucleus_image(labels))
     mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
     whole = predict_maps(Threshold(), image, 8, mean, std, UNetPredictConfig(tile_size=512))
-    tiled = predict_maps(Threshold(), image, 8, mean, std, UNetPredictConfig(tile_size=64, tile_overlap=16, flip_tta=True))
+    tiled = predict_maps(Threshold(), image, 8, mean, std, UNetPredictConfig(tile_size=64, tile_overlap=16), VIEWS)
     assert whole.shape == (1, *labels.shape) and np.allclose(whole, tiled, atol=1e-5)
     assert ((whole > 0.5) == (labels > 0)).mean() > 0.98
 

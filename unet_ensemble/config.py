@@ -40,7 +40,6 @@ class UNetPredictConfig:
     tile_size: int = 512  # on CPU larger tiles are not faster (1024 x 4 per pass: 2x slower, cache-bound)
     tile_overlap: int = 64
     batch_size: int = 1  # tiles per forward pass (a GPU may gain from more)
-    flip_tta: bool = False  # also predict on the 3 flipped images and average
 
 
 @dataclass

@@ -20,12 +20,13 @@ import yaml
 
 from clustering.config import ClusterConfig
 from postprocess.config import FullConfig, SearchConfig
-from presegment.config import ClassicConfig, PresegmentConfig, check_flips
+from presegment.config import ClassicConfig, PresegmentConfig
 from style_transfer.config import Pix2PixConfig, SyntheticMaskConfig
 from unet_ensemble.config import UNetConfig
 from workflow.core.files import InputError, write_json
 from workflow.core.images import InputConfig
 from workflow.core.tiling import TilingConfig
+from workflow.core.views import ViewsConfig
 
 
 @dataclass
@@ -87,14 +88,12 @@ class NucflowConfig:
     pix2pix: Pix2PixConfig = field(default_factory=Pix2PixConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     full: FullConfig = field(default_factory=FullConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     method: str = "fast"  # prediction: "classic" (no network), "fast" (Mask R-CNN) or "full" (refined)
     device: str = "auto"  # "auto" (GPU when there is one), "cpu", "cuda", "cuda:1", ...
     channels_last: bool = True  # networks' weights in channels-last order for prediction (faster convolutions)
-
-    def __post_init__(self) -> None:
-        check_flips(self.full.mrcnn_flips)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -105,6 +104,9 @@ class NucflowConfig:
         write_json(path, self.to_dict())
         return path
 
+
+# settings that moved, so that an old configuration file gets told where
+RENAMED = {"full.mrcnn_flips": "views.full", "presegment.detect.flips": "views.fast", "unet.predict.flip_tta": "views.unet (view names)"}
 
 POSITIVE = (
     "target_diameter diameter min_scale max_scale tile_size iterations batch_size crop_size val_every log_every "
@@ -200,6 +202,9 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
+        renamed = RENAMED.get(f"{where}{unknown[0]}")
+        if renamed:
+            raise InputError(None, f"config key {where + unknown[0]!r} is now {renamed!r}")
         raise InputError(None, f"unknown config key {where}{unknown[0]!r}; known: {', '.join(sorted(names))}")
     values = {}
     for name, value in data.items():

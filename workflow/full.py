@@ -4,7 +4,7 @@ presegment (size) -> rescale -> U-Net ensemble -> Mask R-CNN at several scales -
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from torch import nn
@@ -50,20 +50,21 @@ def network_outputs(models: Models, rgb8: np.ndarray, cfg: NucflowConfig, diamet
         diameter = estimate_diameter(models.presegmenter, rgb8, detect, models.target_diameter, cfg.presegment.probe)
     scale = size_scale(diameter, models.target_diameter, cfg.size.min_scale, cfg.size.max_scale)
     common = resize_image(rgb8, scaled_shape(rgb8.shape, scale))
-    maps = ensemble_at_own_scale(models, common, cfg.unet.predict)
+    maps = ensemble_at_own_scale(models, common, cfg.unet.predict, cfg.views.unet)
     factors = cfg.full.mrcnn_scales if params is None or merges_scales(diameter, params) else cfg.full.mrcnn_scales[:1]
-    voting, zoom = replace(detect, flips=cfg.full.mrcnn_flips), zoom_for(diameter, detect)
-    scales = [segment_at_scale(models.presegmenter, common, factor * zoom, voting if k == 0 else detect) for k, factor in enumerate(factors)]
+    zoom = zoom_for(diameter, detect)
+    views = [cfg.views.full] + [()] * (len(factors) - 1)  # the further scales have 4x the pixels or more: the image alone
+    scales = [segment_at_scale(models.presegmenter, common, factor * zoom, detect, views=v) for factor, v in zip(factors, views)]
     return NetworkOutputs(scales, maps.foreground, diameter, models.target_diameter, maps.centerness)
 
 
-def ensemble_at_own_scale(models: Models, common: np.ndarray, cfg: UNetPredictConfig) -> EnsembleMaps:
+def ensemble_at_own_scale(models: Models, common: np.ndarray, cfg: UNetPredictConfig, views: tuple[str, ...] = ()) -> EnsembleMaps:
     """Ensemble maps of the common-resolution image, computed with nuclei at the U-Nets' own training
     size (a presegmenter and an ensemble trained at different sizes still work together)."""
     ratio = (models.unet_target_diameter or models.target_diameter) / models.target_diameter
     if abs(ratio - 1.0) < 1e-3:
-        return ensemble_maps(models.members, common, cfg)
-    maps = ensemble_maps(models.members, resize_image(common, scaled_shape(common.shape, ratio)), cfg)
+        return ensemble_maps(models.members, common, cfg, views)
+    maps = ensemble_maps(models.members, resize_image(common, scaled_shape(common.shape, ratio)), cfg, views)
     shape = common.shape[:2]
     return EnsembleMaps(resize_map(maps.foreground, shape), None if maps.centerness is None else resize_map(maps.centerness, shape))
 

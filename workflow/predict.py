@@ -89,7 +89,9 @@ def fast_segmenter(cfg: NucflowConfig) -> Segmenter:
 
     def run(rgb8: np.ndarray, diameter: float | None) -> Prediction:
         scale_limits = (cfg.size.min_scale, cfg.size.max_scale)
-        return Prediction(presegment(model, rgb8, target, detect, diameter, scale_limits=scale_limits, contour_sigma=cfg.size.contour_sigma).labels)
+        return Prediction(
+            presegment(model, rgb8, target, detect, diameter, scale_limits=scale_limits, contour_sigma=cfg.size.contour_sigma, views=cfg.views.fast).labels
+        )
 
     return Segmenter(target, lambda rgb8: estimate_diameter(model, rgb8, detect, target, cfg.presegment.probe), run, cfg.size, cfg.tiling)
 
