@@ -74,15 +74,13 @@ class Segmenter:
         device: str | None = None,
     ):
         from workflow.config import load_config
-        from workflow.predict import build_segmenter
+        from workflow.predict import build_segmenter, use_models_folder
 
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
         cfg = load_config(config, list(settings))
         if models is not None:
-            from workflow.core.modelfiles import trained_models
-
-            cfg.presegment.model, cfg.unet.model, cfg.full.params = trained_models(models)
+            use_models_folder(cfg, models)
         # the full path always keeps its maps (a resize each, small beside its networks), so asking for them loads nothing new
         cfg.output.keep_intermediate = method == "full"
         self.config = replace(cfg, method=method, device=device or cfg.device)

@@ -139,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
 def _apply_model_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None:
     """--models / --model / --ensemble name model folders in the configuration, so config.json records them."""
     if getattr(args, "models", None):
-        from workflow.core.modelfiles import trained_models
+        from workflow.predict import use_models_folder
 
-        cfg.presegment.model, cfg.unet.model, cfg.full.params = trained_models(args.models)
+        use_models_folder(cfg, args.models)
     if getattr(args, "model", None):
         cfg.presegment.model = args.model
     if getattr(args, "ensemble", None):

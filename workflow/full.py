@@ -31,7 +31,7 @@ class NetworkOutputs:
 
 @dataclass
 class Models:
-    """The loaded networks of the full path."""
+    """The loaded networks: the presegmenter, and the U-Net ensemble's members on the full path (else none)."""
 
     presegmenter: nn.Module
     target_diameter: float  # the presegmenter's nucleus size: the common resolution

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
@@ -78,14 +79,10 @@ def model_errors() -> Iterator[None]:
 
 def fast_segmenter(cfg: NucflowConfig) -> Segmenter:
     """Mask R-CNN presegmentation at the model's nucleus scale; the model is loaded once."""
-    from presegment.backends import load_presegmenter
     from presegment.pipeline import estimate_diameter, presegment
 
-    with model_errors():
-        model, card = load_presegmenter(cfg.presegment.backend, cfg.presegment.model, cfg.device)
-    model = for_inference(model, cfg.channels_last)
-    target = float(card["target_diameter"])
-    detect = cfg.presegment.detect
+    models = load_models(cfg, ensemble=False)
+    model, target, detect = models.presegmenter, models.target_diameter, cfg.presegment.detect
 
     def run(rgb8: np.ndarray, diameter: float | None) -> Prediction:
         scale_limits = (cfg.size.min_scale, cfg.size.max_scale)
@@ -96,8 +93,17 @@ def fast_segmenter(cfg: NucflowConfig) -> Segmenter:
     return Segmenter(target, lambda rgb8: estimate_diameter(model, rgb8, detect, target, cfg.presegment.probe), run, cfg.size, cfg.tiling)
 
 
-def load_full_models(cfg: NucflowConfig):
-    """Presegmenter and U-Net ensemble for the full path, or a one-line error naming what is missing."""
+def use_models_folder(cfg: NucflowConfig, folder: str | os.PathLike) -> None:
+    """Point `cfg` at the models of a `nucflow train` models folder (RUN/models: presegment/, unet/, params.json);
+    the shipped model stands in for each one the folder lacks."""
+    from workflow.core.modelfiles import trained_models
+
+    cfg.presegment.model, cfg.unet.model, cfg.full.params = trained_models(folder)
+
+
+def load_models(cfg: NucflowConfig, ensemble: bool = True):
+    """The networks `cfg` names (presegment.model, and with `ensemble` unet.model; None: the shipped ones),
+    loaded once for inference, or a one-line error naming what is missing."""
     from presegment.backends import load_presegmenter
     from unet_ensemble.storage import load_ensemble
     from workflow.core.modelfiles import device_of
@@ -105,7 +111,7 @@ def load_full_models(cfg: NucflowConfig):
 
     with model_errors():
         model, card = load_presegmenter(cfg.presegment.backend, cfg.presegment.model, cfg.device)
-        members = load_ensemble(cfg.unet.model, device_of(model))
+        members = load_ensemble(cfg.unet.model, device_of(model)) if ensemble else []
     members = [(for_inference(member, cfg.channels_last), member_card) for member, member_card in members]
     sizes = {float(member_card["target_diameter"]) for _, member_card in members if "target_diameter" in member_card}
     if len(sizes) > 1:
@@ -121,7 +127,7 @@ def full_segmenter(cfg: NucflowConfig) -> Segmenter:
     from presegment.pipeline import estimate_diameter
     from workflow.full import intermediate_maps, network_outputs, refined_labels
 
-    models = load_full_models(cfg)
+    models = load_models(cfg)
     with model_errors():
         params = load_params(cfg.full.params)
 

@@ -17,7 +17,7 @@ from workflow.core.files import InputError, list_images, write_json
 from workflow.core.images import read_image, to_rgb8
 from workflow.core.labels import read_labels
 from workflow.full import network_outputs
-from workflow.predict import load_full_models, model_errors
+from workflow.predict import load_models, model_errors
 from workflow.training_data import find_mask
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def build_cases(images_dir: Path, masks_dir: Path, cfg: NucflowConfig) -> list[Case]:
     """Network outputs of every validation image (common resolution), computed once, with its ground truth at its own size."""
-    models = load_full_models(cfg)
+    models = load_models(cfg)
     cases = []
     for path in tqdm(list_images(images_dir), desc="network outputs", unit="img"):
         rgb8 = to_rgb8(read_image(path), cfg.input)
