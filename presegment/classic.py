@@ -40,17 +40,15 @@ def segment(
     rgb8: np.ndarray,
     settings: ClassicConfig,
     target_diameter: float,
-    diameter: float | None = None,
+    diameter: float | None,
     min_scale: float = 0.1,
     max_scale: float = 8.0,
 ) -> np.ndarray:
     """Label image of the nuclei in an (H, W, 3) uint8 image, at the image's own size.
 
-    The image is rescaled so its median nucleus (`diameter`, estimated when None) is
-    `target_diameter` px, thresholded, split by watershed, and the labels scaled back.
+    The image is rescaled so its median nucleus (`diameter`: see estimate_diameter; None = unknown,
+    left unscaled) is `target_diameter` px, thresholded, split by watershed, and the labels scaled back.
     """
-    if diameter is None:
-        diameter = estimate_diameter(rgb8, settings)
     scale = size_scale(diameter, target_diameter, min_scale, max_scale)
     gray = resize_image(rgb8.mean(axis=2).astype(np.float32), scaled_shape(rgb8.shape, scale))
     mask = foreground(gray, settings.smoothing_sigma)

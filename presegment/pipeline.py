@@ -18,12 +18,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Presegmentation:
-    """Labels at the image's own size, the median nucleus diameter used, and how it was found."""
+    """Labels at the image's own size, the median nucleus diameter used (None: unknown) and the scale applied."""
 
     labels: np.ndarray
     diameter: float | None
     scale: float
-    size_source: str  # "given", "estimated" or "unknown" (nothing found: unscaled fallback)
 
 
 def segment_at_scale(
@@ -123,23 +122,16 @@ def presegment(
     rgb8: np.ndarray,
     target_diameter: float,
     cfg: DetectConfig,
-    diameter: float | None = None,
-    probe: SizeProbe | None = None,
+    diameter: float | None,
     scale_limits: tuple[float, float] = (0.1, 8.0),
     contour_sigma: float = 0.0,
     views: tuple[str, ...] = (),
 ) -> Presegmentation:
-    """Segment nuclei so that the network sees them at `target_diameter` x `cfg.zoom` px (with test-time `views`;
-    the size estimate sees the image alone).
-
-    Without a given `diameter` it is estimated by a first pass; when that finds nothing,
-    the image is segmented unscaled and `size_source` says so. `contour_sigma` (pixels at
-    `target_diameter`) smooths the outlines as the labels return to the image's size.
+    """Segment nuclei of median `diameter` px so that the network sees them at `target_diameter` x `cfg.zoom` px
+    (with test-time `views`). `diameter` None (no nucleus found by the size estimate, which is the caller's:
+    estimate_diameter) segments the image as it is. `contour_sigma` (pixels at `target_diameter`) smooths the
+    outlines as the labels return to the image's size.
     """
-    source = "given"
-    if diameter is None:
-        diameter = estimate_diameter(model, rgb8, cfg, target_diameter, probe)
-        source = "estimated" if diameter is not None else "unknown"
     scale = size_scale(diameter, target_diameter, *scale_limits)
     zoom = zoom_for(diameter, cfg)
-    return Presegmentation(segment_at_scale(model, rgb8, scale * zoom, cfg, contour_sigma * zoom, views), diameter, scale, source)
+    return Presegmentation(segment_at_scale(model, rgb8, scale * zoom, cfg, contour_sigma * zoom, views), diameter, scale)

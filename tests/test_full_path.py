@@ -251,7 +251,7 @@ def test_full_path_zooms_only_when_the_nucleus_size_is_known():
     cfg = load_config(overrides=["presegment.detect.zoom=1.5", "presegment.detect.pad_fraction=0", "views.full=[]", "full.mrcnn_scales=[1.0]"])
     arch = UNetArchitecture(depth=3, decoder_channels=(16, 8, 8))
     models = Models(SizeRecordingModel(), 24.0, [(build_unet(arch).eval(), {"architecture": arch.to_dict()})])
-    outputs = network_outputs(models, np.zeros((64, 64, 3), np.uint8), cfg)  # the probe pass finds nothing
+    outputs = network_outputs(models, np.zeros((64, 64, 3), np.uint8), cfg, None)  # no nucleus size known
     assert outputs.diameter is None and models.presegmenter.seen[-1] == (64, 64)  # segmented as it is, not zoomed
     models.presegmenter.seen.clear()
     outputs = network_outputs(models, np.zeros((40, 30, 3), np.uint8), cfg, diameter=12.0)

@@ -10,16 +10,18 @@ from torch import nn
 from presegment.backends import detectron2_available, load_presegmenter
 from presegment.config import Architecture, DetectConfig, SizeProbe, TrainConfig
 from presegment.model import BACKBONES, build_model
-from presegment.pipeline import presegment
+from presegment.pipeline import estimate_diameter, presegment
 from presegment.predict import Detections, detect, dilate_labels, paint, paste, run_model, segment
 from presegment.storage import load_model, save_model
 from presegment.train import make_target, train
 from tests.synthetic import TINY_PRESEGMENTER, disks, nucleus_image
+from workflow.config import SizeConfig
 from workflow.core.images import resize_image, to_rgb8
 from workflow.core.labels import resize_labels
 from workflow.core.metrics import score_image
-from workflow.core.tiling import tile_starts
+from workflow.core.tiling import TilingConfig, tile_starts
 from workflow.core.views import VIEWS, ViewsConfig, view_image
+from workflow.predict import Prediction, Segmenter
 
 
 class BrightBlobModel(nn.Module):
@@ -140,17 +142,19 @@ def test_segment_pads_and_returns_image_size():
     assert labels.shape == truth.shape and score_image(truth, labels).dsb > 0.7
 
 
-def test_presegment_estimates_size_and_falls_back_when_nothing_found():
+def test_presegment_at_the_estimated_size_and_unscaled_when_nothing_was_found():
     truth = many_disks((300, 300), radius=6, spacing=30)
     image = to_rgb8(nucleus_image(truth))
-    result = presegment(BrightBlobModel(), image, target_diameter=26.0, cfg=DetectConfig(dilate=0))
-    assert result.size_source == "estimated" and abs(result.diameter - 13) < 1.5
-    assert result.scale == pytest.approx(26.0 / result.diameter)
+    diameter = estimate_diameter(BrightBlobModel(), image, DetectConfig(dilate=0), 26.0)
+    assert abs(diameter - 13) < 1.5
+    result = presegment(BrightBlobModel(), image, target_diameter=26.0, cfg=DetectConfig(dilate=0), diameter=diameter)
+    assert result.scale == pytest.approx(26.0 / diameter)
     assert result.labels.shape == truth.shape and score_image(truth, result.labels).ap50 > 0.9
-    empty = presegment(BrightBlobModel(), np.zeros((64, 64, 3), np.uint8), 26.0, DetectConfig())
-    assert empty.size_source == "unknown" and empty.scale == 1.0 and empty.labels.max() == 0
+    assert estimate_diameter(BrightBlobModel(), np.zeros((64, 64, 3), np.uint8), DetectConfig(), 26.0) is None
+    empty = presegment(BrightBlobModel(), np.zeros((64, 64, 3), np.uint8), 26.0, DetectConfig(), None)
+    assert empty.diameter is None and empty.scale == 1.0 and empty.labels.max() == 0
     given = presegment(BrightBlobModel(), image, 26.0, DetectConfig(dilate=0), diameter=6.5)
-    assert given.size_source == "given" and given.scale == pytest.approx(4.0)
+    assert given.scale == pytest.approx(4.0)
 
 
 class SizeRecordingModel(BrightBlobModel):
@@ -173,11 +177,17 @@ def test_zoom_enlarges_what_mask_rcnn_sees_but_not_the_output():
     assert model.seen == [(360, 300)]  # 2x to the target size, then 1.5x
     assert result.scale == pytest.approx(2.0) and result.labels.shape == truth.shape
     assert score_image(truth, result.labels).ap50 == 1.0
-    model.seen.clear()  # nothing found in the probe pass: the image is segmented as it is, not zoomed
-    presegment(model, np.zeros((64, 64, 3), np.uint8), 24.0, DetectConfig(zoom=1.5, pad_fraction=0), probe=SizeProbe(scale=1.0, octaves=0))
+    model.seen.clear()  # nothing found in the probe pass: the image is segmented as it is, not zoomed, and probed once
+    size, tiling, detect = SizeConfig(target_diameter=24.0), TilingConfig(), DetectConfig(zoom=1.5, pad_fraction=0)
+
+    def segmenter(probe):
+        run = lambda rgb8, diameter: Prediction(presegment(model, rgb8, 24.0, detect, diameter).labels)  # noqa: E731
+        return Segmenter(24.0, lambda rgb8: estimate_diameter(model, rgb8, detect, 24.0, probe), run, size, tiling)
+
+    assert segmenter(SizeProbe(scale=1.0, octaves=0))(np.zeros((64, 64, 3), np.uint8)).diameter is None
     assert model.seen == [(64, 64), (64, 64)]
     model.seen.clear()  # the octave ladder tries more passes first, then still segments the image as it is
-    presegment(model, np.zeros((64, 64, 3), np.uint8), 24.0, DetectConfig(zoom=1.5, pad_fraction=0), probe=SizeProbe(octaves=3))
+    segmenter(SizeProbe(octaves=3))(np.zeros((64, 64, 3), np.uint8))
     assert len(model.seen) == 2 + 3 + 1 and model.seen[-1] == (64, 64)  # first, one down, all up; then the image
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from torch import nn
 
 from postprocess.refine import RefineParams, merges_scales, refine
-from presegment.pipeline import estimate_diameter, segment_at_scale, zoom_for
+from presegment.pipeline import segment_at_scale, zoom_for
 from unet_ensemble.config import UNetPredictConfig
 from unet_ensemble.predict import EnsembleMaps, ensemble_maps
 from workflow.config import NucflowConfig
@@ -39,15 +39,14 @@ class Models:
     unet_target_diameter: float | None = None  # the U-Nets' nucleus size when it differs (None: the same)
 
 
-def network_outputs(models: Models, rgb8: np.ndarray, cfg: NucflowConfig, diameter: float | None = None, params: RefineParams | None = None) -> NetworkOutputs:
-    """Size estimate, U-Net ensemble map and multi-scale Mask R-CNN labels of one image (flip votes at the first scale).
+def network_outputs(models: Models, rgb8: np.ndarray, cfg: NucflowConfig, diameter: float | None, params: RefineParams | None = None) -> NetworkOutputs:
+    """U-Net ensemble map and multi-scale Mask R-CNN labels of one image of median nucleus `diameter` px (views vote at the first scale).
 
+    `diameter` None (no nucleus found by the size estimate) runs the networks on the image as it is.
     Given the refinement `params`, the further scales run only for images whose scales `refine`
     merges (the parameter search, which varies that rule, passes none and gets every scale).
     """
     detect = cfg.presegment.detect
-    if diameter is None:
-        diameter = estimate_diameter(models.presegmenter, rgb8, detect, models.target_diameter, cfg.presegment.probe)
     scale = size_scale(diameter, models.target_diameter, cfg.size.min_scale, cfg.size.max_scale)
     common = resize_image(rgb8, scaled_shape(rgb8.shape, scale))
     maps = ensemble_at_own_scale(models, common, cfg.unet.predict, cfg.views.unet)

@@ -77,9 +77,16 @@ def model_errors() -> Iterator[None]:
         raise InputError(None, str(error)) from None
 
 
+def size_estimator(models, cfg: NucflowConfig) -> Callable[[np.ndarray], float | None]:
+    """The presegmenter's estimate of an image's median nucleus diameter (px), as the size probe settings say."""
+    from presegment.pipeline import estimate_diameter
+
+    return lambda rgb8: estimate_diameter(models.presegmenter, rgb8, cfg.presegment.detect, models.target_diameter, cfg.presegment.probe)
+
+
 def fast_segmenter(cfg: NucflowConfig) -> Segmenter:
     """Mask R-CNN presegmentation at the model's nucleus scale; the model is loaded once."""
-    from presegment.pipeline import estimate_diameter, presegment
+    from presegment.pipeline import presegment
 
     models = load_models(cfg, ensemble=False)
     model, target, detect = models.presegmenter, models.target_diameter, cfg.presegment.detect
@@ -90,7 +97,7 @@ def fast_segmenter(cfg: NucflowConfig) -> Segmenter:
             presegment(model, rgb8, target, detect, diameter, scale_limits=scale_limits, contour_sigma=cfg.size.contour_sigma, views=cfg.views.fast).labels
         )
 
-    return Segmenter(target, lambda rgb8: estimate_diameter(model, rgb8, detect, target, cfg.presegment.probe), run, cfg.size, cfg.tiling)
+    return Segmenter(target, size_estimator(models, cfg), run, cfg.size, cfg.tiling)
 
 
 def use_models_folder(cfg: NucflowConfig, folder: str | os.PathLike) -> None:
@@ -124,7 +131,6 @@ def full_segmenter(cfg: NucflowConfig) -> Segmenter:
     `output.keep_intermediate` also the ensemble map and each scale's Mask R-CNN labels.
     """
     from postprocess.params import load_params
-    from presegment.pipeline import estimate_diameter
     from workflow.full import intermediate_maps, network_outputs, refined_labels
 
     models = load_models(cfg)
@@ -137,10 +143,7 @@ def full_segmenter(cfg: NucflowConfig) -> Segmenter:
         kept = intermediate_maps(outputs, cfg.full.mrcnn_scales, shape) if cfg.output.keep_intermediate else {}
         return Prediction(refined_labels(outputs, params, shape, cfg.size.contour_sigma), kept)
 
-    detect, probe = cfg.presegment.detect, cfg.presegment.probe
-    return Segmenter(
-        models.target_diameter, lambda rgb8: estimate_diameter(models.presegmenter, rgb8, detect, models.target_diameter, probe), run, cfg.size, cfg.tiling
-    )
+    return Segmenter(models.target_diameter, size_estimator(models, cfg), run, cfg.size, cfg.tiling)
 
 
 def build_segmenter(method: str, cfg: NucflowConfig) -> Segmenter:
