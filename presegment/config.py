@@ -38,12 +38,9 @@ class SizeProbe:
     window of at most `max_side` px; a pass 'fits' when its median nucleus is within a factor
     `tolerance` of the model's target diameter."""
 
-    scale: float = 1.5  # the first pass (1.5: +0.01-0.03 val DSB over 1.0)
+    scale: float = 1.5  # the first pass, as a multiple of the image's own size
     tolerance: float = 1.6
-    # passes go at most this many octaves up or down from `scale`. 0 (default): one pass, as the shipped models' zoom and
-    # post-processing were tuned with; 3 handles nuclei 5-120 px but cost the val fast path 0.023 DSB in its first version
-    # (benchmarks/results/size_probe.md)
-    octaves: int = 0
+    octaves: int = 0  # passes go at most this many octaves up or down from `scale`; 0: one pass (3: nuclei of 5-120 px)
     shrink: float = 0.75  # an octave down, nuclei measured below this share of the size above are whole nuclei (fragments do not shrink)
     tie: float = 0.1  # fits whose |log(size / target)| are this close count as equally good: the lower scale wins
     max_side: int | None = None  # larger windows are cropped around the image's centre (bounded cost; 768 with octaves)
@@ -62,17 +59,18 @@ class SizeProbe:
 
 @dataclass
 class DetectConfig:
-    """Inference settings (defaults from the reference: confidence 0.7, 800 instances; NMS chosen on val)."""
+    """Inference settings: the reference's confidence 0.7 and 800 instances; the others chosen on val
+    (benchmarks/results/setting_choices.md)."""
 
     score_threshold: float = 0.7
-    nms_threshold: float = 0.2  # box IoU above which the weaker detection is dropped (val fast path: reference 0.35 0.5996, 0.5 0.5880, 0.3 0.6031, 0.2 0.6044, 0.15 0.6048, 0.1 0.6031)
+    nms_threshold: float = 0.2  # box IoU above which the weaker detection is dropped
     max_instances: int = 800
-    mask_threshold: float = 0.6  # chosen on val (0.4: DSB 0.38, 0.5: 0.53, 0.6: 0.55 with dilate 0)
+    mask_threshold: float = 0.6  # mask probability above which a pixel belongs to the instance
     pad_fraction: float = 0.05  # reflect padding per side, so nuclei on the border are whole
-    tile_size: int = 1280  # images larger than this (after rescaling) are split into tiles (768: 1.9x slower on CPU)
+    tile_size: int = 1280  # images larger than this (after rescaling) are split into tiles
     tile_overlap: int = 160  # must exceed the largest nucleus (4x the target diameter by default)
-    dilate: int = 0  # grow each instance by this many pixels; the reference's 1 costs 0.10 val DSB here
-    zoom: float = 1.25  # size-normalised images are enlarged by this for Mask R-CNN (val fast path, 40 px model: 1.0 0.594, 1.25 0.600)
+    dilate: int = 0  # grow each instance by this many pixels (the reference: 1)
+    zoom: float = 1.25  # size-normalised images are enlarged by this for Mask R-CNN
     view_score_floor: float = 0.5  # with test-time views (the `views` section): a view's detections down to this score join the vote
 
 

@@ -111,9 +111,7 @@ class InputConfig:
     normalize: bool = True  # stretch between the percentiles; False: 8-bit as is, 16-bit / 257, float x 255
     stretch_percentiles: tuple[float, float] = (0.1, 99.9)
     per_channel: bool = False  # colour images: stretch each channel on its own (False: one range for all, keeping the colour balance)
-    # 8-bit images stretched too. Off by default: the shipped models learned 8-bit images as they are, and stretching
-    # them cost the val fast path 0.009 DSB (benchmarks/results/input_normalisation.md); on for models trained with it.
-    stretch_8bit: bool = False
+    stretch_8bit: bool = False  # 8-bit images stretched too (for models trained so; the shipped ones learned them as they are)
 
     def __post_init__(self) -> None:
         low, high = self.stretch_percentiles

@@ -30,8 +30,8 @@ class ViewsConfig:
     """Which views each network sees besides the image itself (any of VIEWS).
 
     Mask R-CNN's views vote (an instance found in several views keeps its mean score and mask); the
-    U-Nets' maps are averaged. All eight views at the full path's first scale: val 0.6191 against 0.6102
-    without (benchmarks/results/tta_views.md); the fast path and the U-Nets run on the image alone.
+    U-Nets' maps are averaged. Defaults: all eight views at the full path's first scale (chosen on val:
+    benchmarks/results/setting_choices.md); the fast path and the U-Nets run on the image alone.
     """
 
     fast: tuple[str, ...] = ()  # Mask R-CNN on the fast path (the size estimate never uses views)
