@@ -209,6 +209,8 @@ def predict_folder(
     """
     started = time.monotonic()
     images, out_dir = list_images(images_dir), Path(out_dir)
+    if truth_dir is not None and not Path(truth_dir).is_dir():
+        raise InputError(truth_dir, "--truth: not a folder of ground-truth label images")  # before any work
     check_writable(out_dir)
     if remove_partial_files(out_dir):
         log.info("removed half-written files of an interrupted run in %s", out_dir)

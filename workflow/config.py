@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -105,6 +106,8 @@ class NucflowConfig:
         return path
 
 
+METHODS = ("classic", "fast", "full")
+
 # settings that moved, so that an old configuration file gets told where
 RENAMED = {"full.mrcnn_flips": "views.full", "presegment.detect.flips": "views.fast", "unet.predict.flip_tta": "views.unet (view names)"}
 
@@ -146,11 +149,14 @@ def check_ranges(cfg: Any, where: str = "") -> None:
         if rule is not None:
             low, high, inclusive = rule
             for number in numbers:
-                if not (number >= low if inclusive else number > low) or number > high:
+                if not math.isfinite(number) or not (number >= low if inclusive else number > low) or number > high:
                     allowed = f"in [{low:g}, {high:g}]" if high != float("inf") else (f">= {low:g}" if inclusive else f"> {low:g}")
+                    allowed = allowed if math.isfinite(number) else f"a finite number {allowed}"
                     raise InputError(None, f"config key {key!r}: {value!r} is out of range (must be {allowed})")
         if item.name == "scale_range" and len(numbers) == 2 and numbers[0] > numbers[1]:
             raise InputError(None, f"config key {key!r}: {value!r} is not ordered (low <= high)")
+    if isinstance(cfg, NucflowConfig) and cfg.method not in METHODS:
+        raise InputError(None, f"config key 'method': {cfg.method!r} is not a method (use {', '.join(METHODS)})")
     for low_name, high_name in (("min_scale", "max_scale"), ("k_min", "k_max")):
         low, high = getattr(cfg, low_name, None), getattr(cfg, high_name, None)
         if low is not None and high is not None and low > high:

@@ -50,6 +50,11 @@ def param_search(
     storage: str | None,
 ) -> int:
     """Cache network outputs (`cache.pkl`, reused on rerun), search, write `best_params.json` and `search.png`."""
+    for flag, value, least in (("--trials", trials, 0), ("--jobs", jobs, 1)):
+        if value < least:
+            raise InputError(None, f"{flag} must be at least {least}, not {value}")
+    if minutes is not None and not minutes > 0:
+        raise InputError(None, f"--minutes must be a positive number, not {minutes}")
     out_dir = Path(out_dir)
     check_writable(out_dir)
     cfg.save(out_dir)

@@ -81,6 +81,11 @@ def _read_tiff(path: Path) -> np.ndarray:
     stack = {a: n for a, n in shape.items() if a in STACK_AXES and n > 1}
     if stack:
         raise InputError(path, f"is a {image.ndim}-D stack (axes {axes}, shape {image.shape}); give one 2-D image per file")
+    channels = shape.get("C", 1)
+    if channels == 2 or channels > 4:  # never a silent guess of the nuclear channel
+        raise InputError(
+            path, f"has {channels} channels (axes {axes}, shape {image.shape}); save the nuclear channel alone, or pass channel=N to nucflow.Segmenter.segment"
+        )
     image = np.squeeze(image)
     if image.ndim == 3 and image.shape[0] in (2, 3, 4) and image.shape[-1] > 4:
         image = np.moveaxis(image, 0, -1)  # planar (C, H, W) -> (H, W, C)
@@ -101,6 +106,8 @@ def _validate(path: Path, image: np.ndarray) -> np.ndarray:
         raise InputError(path, f"wrong dimensions {image.shape}; expected (H, W) gray or (H, W, 3|4) colour")
     if min(image.shape[:2]) < 2:
         raise InputError(path, f"image too small ({image.shape[0]}x{image.shape[1]} pixels)")
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).any():
+        raise InputError(path, "no finite pixel values (every pixel is NaN or infinite)")
     return image
 
 
