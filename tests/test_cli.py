@@ -276,3 +276,36 @@ def test_import_kaggle_writes_a_training_folder_skips_finished_and_names_bad_sam
     assert read_labels(out / "masks" / "s0.tif").max() == 2
     assert main(["import-kaggle", str(tmp_path / "data"), "-o", str(tmp_path / "x")]) == 2  # no samples: one line
     assert "no Kaggle samples" in caplog.text
+
+
+def test_channel_picks_the_nuclear_channel_of_a_multichannel_tiff_and_of_rgb(tmp_path, caplog):
+    """A 2-channel ImageJ TIFF (noise in channel 0, nuclei in channel 1) is refused without --channel,
+    segmented on the right channel with it, and --channel records itself in config.json."""
+    import tifffile
+
+    truth = disks((128, 128), ((30, 30), (30, 90), (90, 60)), 12)
+    nuclei = nucleus_image(truth, seed=3).astype(np.uint16) * 200
+    noise = np.random.default_rng(0).integers(0, 60000, (128, 128)).astype(np.uint16)
+    images = tmp_path / "images"
+    images.mkdir()
+    tifffile.imwrite(images / "two.tif", np.stack([noise, nuclei]), imagej=True, metadata={"axes": "CYX"})
+    rgb = np.zeros((128, 128, 3), np.uint8)
+    rgb[:, :, 2] = nucleus_image(truth, seed=4)  # nuclei in blue only (a DAPI overlay)
+    rgb[:, :, 0] = np.random.default_rng(1).integers(0, 255, (128, 128))
+    cv2.imwrite(str(images / "overlay.png"), rgb[:, :, ::-1])
+    assert main(["predict", str(images), "-o", str(tmp_path / "none"), "--method", "classic"]) == 1
+    assert any("two.tif" in r.getMessage() and "--channel 0..1" in r.getMessage() for r in caplog.records)
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--channel", "1", "--diameter", "24"]) == 0
+    assert score_labels(out / "labels" / "two.tif", truth) > 0.8
+    assert json.loads((out / "config.json").read_text())["input"]["channel"] == 1
+    blue = tmp_path / "blue"
+    assert main(["predict", str(images), "-o", str(blue), "--method", "classic", "--channel", "2", "--diameter", "24"]) == 1  # two.tif has 2
+    assert score_labels(blue / "labels" / "overlay.tif", truth) > 0.8
+    assert any("two.tif" in r.getMessage() and "--channel 2" in r.getMessage() for r in caplog.records)
+
+
+def score_labels(path, truth):
+    from workflow.core.metrics import score_image
+
+    return score_image(truth, read_labels(path)).ap50

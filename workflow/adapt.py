@@ -214,7 +214,7 @@ def synthetic_pairs(run: RunLayout, clusters: list[int], norm: InputConfig) -> l
     for cluster in clusters:
         folder = run.synthetic(cluster)
         for image in sorted((folder / "images").glob("*.png")):
-            pairs.append((to_rgb8(read_image(image), norm), read_labels(folder / "masks" / f"{image.stem}.tif")))
+            pairs.append((to_rgb8(read_image(image, norm.channel), norm), read_labels(folder / "masks" / f"{image.stem}.tif")))
     return pairs
 
 

@@ -97,7 +97,7 @@ def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | 
         torch.set_num_threads(threads)
     warnings = []
     try:
-        image = read_image(path)
+        image = read_image(path, cfg.input.channel)
         if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
             warnings.append(f"{path}: {int((~np.isfinite(image)).sum())} non-finite pixels (NaN or inf) left out of the intensity stretch")
         rgb8 = to_rgb8(image, cfg.input)

@@ -30,6 +30,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     stretch.add_argument("--percentiles", nargs=2, type=float, metavar=("LOW", "HIGH"), help="stretch between these percentiles (default 0.1 99.9)")
     stretch.add_argument("--no-normalize", action="store_true", help="no stretch: 8-bit as it is, 16-bit / 257, float x 255")
     stretch.add_argument("--per-channel", action="store_true", help="stretch each colour channel on its own (default: one range for all)")
+    stretch.add_argument("--channel", type=int, metavar="N", help="the nuclear channel of multi-channel images (a TIFF's channels, or R, G, B = 0, 1, 2)")
     stretch.add_argument("--stretch-8bit", action="store_true", help="stretch 8-bit images too (default: as they are, as the shipped models learned them)")
 
 
@@ -159,6 +160,8 @@ def _apply_input_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None
         changes["per_channel"] = True
     if args.stretch_8bit:
         changes["stretch_8bit"] = True
+    if args.channel is not None:
+        changes["channel"] = args.channel
     try:
         cfg.input = replace(cfg.input, **changes)
     except ValueError as error:

@@ -44,7 +44,7 @@ def cluster_folder(images_dir: str | os.PathLike, out_dir: str | os.PathLike, cf
     stems, images, features, failed = [], [], [], 0
     for path in tqdm(list_images(images_dir), desc="style descriptors", unit="img"):
         try:
-            rgb8 = to_rgb8(read_image(path), cfg.input)
+            rgb8 = to_rgb8(read_image(path, cfg.input.channel), cfg.input)
         except InputError as error:
             log.error("%s", error)
             failed += 1

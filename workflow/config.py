@@ -119,7 +119,7 @@ POSITIVE = (
 ).split()
 NON_NEGATIVE = (
     "overlap tile_overlap contour_sigma dilate warmup_iterations learning_rate weight_decay grad_clip min_object_pixels pad_fraction smoothing_sigma "
-    "sigmas seeds seed octaves tie group_balance"
+    "sigmas seeds seed octaves tie group_balance channel"
 ).split()
 FRACTIONS = "touching_probability val_fraction view_score_floor min_size_fraction peak_distance_fraction beta1 image_mean".split()
 

@@ -51,7 +51,7 @@ def data_uri(png: bytes) -> str:
 
 def thumbnail(row: ImageRow, out_dir: Path, cfg: NucflowConfig) -> str:
     """The image with its nucleus contours, longest side THUMBNAIL_SIDE, as a data URI."""
-    rgb8 = to_rgb8(read_image(row.path), cfg.input)
+    rgb8 = to_rgb8(read_image(row.path, cfg.input.channel), cfg.input)
     labels = read_labels(label_path(out_dir, row.stem))
     shape = scaled_shape(rgb8.shape, min(1.0, THUMBNAIL_SIDE / max(rgb8.shape[:2])))
     return data_uri(png_bytes(overlay(resize_image(rgb8, shape), resize_labels(labels, shape))))

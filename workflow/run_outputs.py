@@ -23,12 +23,12 @@ log = logging.getLogger(__name__)
 DIAMETER = MEASUREMENT_COLUMNS.index("equivalent_diameter")
 
 
-def image_measurements(out_dir: Path, image_path: Path) -> list[list[str]]:
+def image_measurements(out_dir: Path, image_path: Path, channel: int | None = None) -> list[list[str]]:
     """The image's per-nucleus rows (as CSV strings); recomputed from its labels if the table is missing."""
     path = measurement_path(out_dir, image_path.stem)
     if not path.is_file():
         labels = read_labels(label_path(out_dir, image_path.stem))
-        write_text(path, measurements_csv(measure_nuclei(image_path.stem, labels, read_image(image_path))))
+        write_text(path, measurements_csv(measure_nuclei(image_path.stem, labels, read_image(image_path, channel))))
     return list(csv.reader(io.StringIO(path.read_text())))[1:]
 
 
@@ -48,7 +48,7 @@ def write_run_outputs(out_dir: Path, images: list[Path], cfg: NucflowConfig, sum
     finished = [p for p in images if label_path(out_dir, p.stem).is_file()]
     rows, all_rows = [], []
     for path in finished:
-        nuclei = image_measurements(out_dir, path)
+        nuclei = image_measurements(out_dir, path, cfg.input.channel)
         diameters = np.array([float(r[DIAMETER]) for r in nuclei])
         rows.append(ImageRow(path, len(nuclei), float(np.median(diameters)) if nuclei else None, diameters))
         all_rows.extend(nuclei)

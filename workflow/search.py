@@ -29,7 +29,7 @@ def build_cases(images_dir: Path, masks_dir: Path, cfg: NucflowConfig) -> list[C
     estimate = size_estimator(models, cfg)
     cases = []
     for path in tqdm(list_images(images_dir), desc="network outputs", unit="img"):
-        rgb8 = to_rgb8(read_image(path), cfg.input)
+        rgb8 = to_rgb8(read_image(path, cfg.input.channel), cfg.input)
         mask_path = find_mask(masks_dir, path.stem)
         truth = read_labels(mask_path)
         if truth.shape != rgb8.shape[:2]:

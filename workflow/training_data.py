@@ -58,7 +58,7 @@ def read_types(data_dir: Path, stems: list[str]) -> list[str] | None:
 
 def load_pair(image_path: Path, mask_path: Path, norm: InputConfig | None = None) -> Pair:
     """(rgb8 image, labels) at the file's own scale, with a size check."""
-    image = to_rgb8(read_image(image_path), norm)
+    image = to_rgb8(read_image(image_path, norm.channel), norm)
     labels = read_labels(mask_path)
     if labels.shape != image.shape[:2]:
         raise InputError(mask_path, f"mask size {labels.shape} does not match image size {image.shape[:2]} of {image_path.name}")

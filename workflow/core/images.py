@@ -21,11 +21,12 @@ from workflow.core.files import IMAGE_SUFFIXES, InputError, atomic_path
 STACK_AXES = set("ZTQIR")  # tifffile axis letters that make an image a stack, not a plane
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read one 2-D image (png, tif/tiff, bmp, jpg) as (H, W) or (H, W, 3|4), RGB order.
+def read_image(path: str | os.PathLike, channel: int | None = None) -> np.ndarray:
+    """Read one 2-D image (png, tif/tiff, bmp, jpg) as (H, W) or (H, W, 3|4), RGB order; with
+    `channel`, that channel alone as (H, W) (a TIFF's C axis, or a colour image's R, G, B, A).
 
-    Raises `InputError` with a one-line message for a missing, empty, truncated,
-    non-image or multi-plane (3-D stack) file.
+    Raises `InputError` with a one-line message for a missing, empty, truncated, non-image or
+    multi-plane (3-D stack) file, and for a TIFF of 2 or 5+ channels read without `channel`.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -40,10 +41,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if path.stat().st_size == 0:
         raise InputError(path, "empty file (0 bytes)")
     try:
-        image = _read_tiff(path) if suffix in (".tif", ".tiff") else _read_raster(path)
+        image, channel = _read_tiff(path, channel) if suffix in (".tif", ".tiff") else (_read_raster(path), channel)
     except OSError as error:
         raise InputError(path, f"cannot be read ({error.strerror or error})") from None
-    return _validate(path, image)
+    return _validate(path, image if channel is None else _one_channel(path, image, channel))
 
 
 def _read_raster(path: Path) -> np.ndarray:
@@ -66,8 +67,17 @@ def _png_is_complete(data: np.ndarray) -> bool:
     return data.size >= 12 and bytes(data[-12:-4]) == b"\x00\x00\x00\x00IEND"
 
 
-def _read_tiff(path: Path) -> np.ndarray:
-    """TIFF through tifffile; rejects stacks, moves planar channels last."""
+def _one_channel(path: Path, image: np.ndarray, channel: int) -> np.ndarray:
+    """Channel `channel` of a colour (H, W, C) image; a gray image has only channel 0."""
+    count = image.shape[2] if image.ndim == 3 else 1
+    if not 0 <= channel < count:
+        raise InputError(path, f"--channel {channel}: the image has {count} channel{'s' if count > 1 else ''} (0..{count - 1})")
+    return image[:, :, channel] if image.ndim == 3 else image
+
+
+def _read_tiff(path: Path, channel: int | None = None) -> tuple[np.ndarray, int | None]:
+    """TIFF through tifffile; rejects stacks, takes `channel` of a C axis, moves planar channels last.
+    Returns the image and the channel still to take (None once taken here)."""
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
@@ -82,14 +92,16 @@ def _read_tiff(path: Path) -> np.ndarray:
     if stack:
         raise InputError(path, f"is a {image.ndim}-D stack (axes {axes}, shape {image.shape}); give one 2-D image per file")
     channels = shape.get("C", 1)
+    if channel is not None and channels > 1:
+        if not 0 <= channel < channels:
+            raise InputError(path, f"--channel {channel}: the image has {channels} channels (0..{channels - 1}, axes {axes})")
+        return np.squeeze(np.take(image, channel, axis=axes.index("C"))), None
     if channels == 2 or channels > 4:  # never a silent guess of the nuclear channel
-        raise InputError(
-            path, f"has {channels} channels (axes {axes}, shape {image.shape}); save the nuclear channel alone, or pass channel=N to nucflow.Segmenter.segment"
-        )
+        raise InputError(path, f"has {channels} channels (axes {axes}, shape {image.shape}); give the nuclear one with --channel 0..{channels - 1}")
     image = np.squeeze(image)
     if image.ndim == 3 and image.shape[0] in (2, 3, 4) and image.shape[-1] > 4:
         image = np.moveaxis(image, 0, -1)  # planar (C, H, W) -> (H, W, C)
-    return image
+    return image, channel
 
 
 def _validate(path: Path, image: np.ndarray) -> np.ndarray:
@@ -119,6 +131,7 @@ class InputConfig:
     stretch_percentiles: tuple[float, float] = (0.1, 99.9)
     per_channel: bool = False  # colour images: stretch each channel on its own (False: one range for all, keeping the colour balance)
     stretch_8bit: bool = False  # 8-bit images stretched too (for models trained so; the shipped ones learned them as they are)
+    channel: int | None = None  # the nuclear channel of multi-channel files (a TIFF's C axis, or R, G, B = 0, 1, 2); None: gray or RGB as is
 
     def __post_init__(self) -> None:
         low, high = self.stretch_percentiles
