@@ -32,6 +32,7 @@ def test_patchgan_gives_one_logit_per_patch_and_schedule_decays():
     assert linear_decay(0, 100) == 1 and linear_decay(49, 100) == 1 and linear_decay(75, 100) == pytest.approx(0.5) and linear_decay(100, 100) == 0
 
 
+@pytest.mark.slow
 def test_generator_learns_the_style_and_round_trips(tmp_path):
     pairs = []
     for seed in range(3):

@@ -54,7 +54,7 @@ def many_disks(shape=(400, 520), radius=9, spacing=34):
     return disks(shape, centres, radius)
 
 
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n != "resnet18_fpn" else n for n in sorted(BACKBONES)])
 def test_every_backbone_builds_and_runs(name):
     model = build_model(Architecture(backbone=name)).eval()
     with torch.inference_mode():

@@ -111,6 +111,7 @@ def shipped_presegmenter():
     return for_inference(model, True), float(card["target_diameter"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("diameters, shape", [((80, 120), (640, 640)), ((5, 8), (192, 192))])
 def test_shipped_model_estimates_large_and_small_nuclei_within_20_percent(shipped_presegmenter, diameters, shape):
     model, target = shipped_presegmenter

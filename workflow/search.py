@@ -55,6 +55,9 @@ def param_search(
             raise InputError(None, f"{flag} must be at least {least}, not {value}")
     if minutes is not None and not minutes > 0:
         raise InputError(None, f"--minutes must be a positive number, not {minutes}")
+    if not Path(masks_dir).is_dir():
+        raise InputError(masks_dir, "not a folder of label images (the validation masks)")  # before the networks load
+    list_images(images_dir)  # a missing or empty images folder, likewise
     out_dir = Path(out_dir)
     check_writable(out_dir)
     cfg.save(out_dir)
