@@ -119,6 +119,7 @@ def test_normalisation_flags_are_recorded_and_bad_percentiles_refused(folders, t
         "stretch_percentiles": [1.0, 99.0],
         "per_channel": True,
         "stretch_8bit": False,
+        "channel": None,
     }
     plain = tmp_path / "plain"
     assert main(["predict", str(images), "-o", str(plain), "--method", "classic", "--no-normalize"]) == 0

@@ -96,7 +96,7 @@ def _read_tiff(path: Path, channel: int | None = None) -> tuple[np.ndarray, int 
         if not 0 <= channel < channels:
             raise InputError(path, f"--channel {channel}: the image has {channels} channels (0..{channels - 1}, axes {axes})")
         return np.squeeze(np.take(image, channel, axis=axes.index("C"))), None
-    if channels == 2 or channels > 4:  # never a silent guess of the nuclear channel
+    if channels > 1:  # a C axis holds channels (RGB is S, samples): never a silent guess of the nuclear channel
         raise InputError(path, f"has {channels} channels (axes {axes}, shape {image.shape}); give the nuclear one with --channel 0..{channels - 1}")
     image = np.squeeze(image)
     if image.ndim == 3 and image.shape[0] in (2, 3, 4) and image.shape[-1] > 4:
