@@ -27,6 +27,7 @@ from workflow.core.files import InputError, label_path, list_images, measurement
 from workflow.core.images import read_image, to_rgb8, write_probability
 from workflow.core.labels import count_objects, write_labels
 from workflow.core.measure import measure_nuclei, measurements_csv, overlay, write_png
+from workflow.core.rois import write_rois
 from workflow.predict import Prediction, Segmenter, build_segmenter
 from workflow.run_outputs import write_run_outputs
 
@@ -83,6 +84,8 @@ def write_image_outputs(out_dir: Path, stem: str, image: np.ndarray, rgb8: np.nd
         write(out_dir / "intermediate" / f"{stem}_{name}.tif", write_probability if np.issubdtype(array.dtype, np.floating) else write_labels, array)
     if cfg.output.overlays:
         write(out_dir / "overlays" / f"{stem}.png", write_png, overlay(rgb8, prediction.labels))
+    if cfg.output.rois:
+        write(out_dir / "rois" / f"{stem}.zip", write_rois, prediction.labels)
     write(measurement_path(out_dir, stem), write_text, measurements_csv(measure_nuclei(stem, prediction.labels, image)))
     write(label_path(out_dir, stem), write_labels, prediction.labels)
 

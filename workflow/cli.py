@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-intermediate", action="store_true", help="--full: also write the U-Net map and Mask R-CNN labels per scale to OUT/intermediate/"
     )
     predict.add_argument("--overlays", action="store_true", help="also write OUT/overlays/<image>.png (contours on the image)")
+    predict.add_argument("--rois", action="store_true", help="also write OUT/rois/<image>.zip: one Fiji polygon ROI per nucleus, named by label")
     predict.add_argument("--kaggle-csv", action="store_true", help="also write OUT/submission.csv (Kaggle run-length codes)")
     predict.add_argument("--no-report", dest="report", action="store_false", help="do not write OUT/report.html")
     predict.add_argument("--truth", metavar="MASKS", help="folder of ground-truth label images: per-image scores in the report")
@@ -178,6 +179,7 @@ def _apply_predict_options(args: argparse.Namespace, cfg: "NucflowConfig") -> No
         cfg.full.params = args.params
     cfg.output.keep_intermediate |= args.keep_intermediate
     cfg.output.overlays |= args.overlays
+    cfg.output.rois |= args.rois
     cfg.output.kaggle_csv |= args.kaggle_csv
     cfg.output.report &= args.report
     if args.jobs < 1:

@@ -48,6 +48,7 @@ class OutputConfig:
 
     keep_intermediate: bool = False  # full path: `intermediate/<stem>_probability.tif` and `_mrcnn_x<scale>.tif`
     overlays: bool = False  # `overlays/<stem>.png`: contours drawn on the image
+    rois: bool = False  # `rois/<stem>.zip`: one ImageJ polygon ROI per nucleus, named by label (Fiji's ROI Manager)
     kaggle_csv: bool = False  # `submission.csv`: run-length codes in the Kaggle DSB format
     report: bool = True  # `report.html`: thumbnails, histograms, per-image table
 
