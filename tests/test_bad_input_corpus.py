@@ -255,8 +255,9 @@ def training_folder(tmp: Path, split: str | None = "image_id,subset\ngood,train\
     return data
 
 
-def nothing_written(tmp: Path) -> None:
-    assert not (tmp / "out").exists() or not any((tmp / "out").rglob("*.tif"))
+def rerun_with_other_settings(tmp: Path) -> list[str]:
+    assert main(classic(tmp)) == 0
+    return classic(tmp, "--diameter", "30")
 
 
 def out_is_a_file(tmp: Path) -> list[str]:
@@ -300,6 +301,13 @@ CASES.update(
         "flag: --models missing": Case(lambda t: classic(t, "--models", str(t / "nowhere")), 2, ("nowhere", "not a models folder"), ()),
         "flag: --config missing": Case(lambda t: classic(t, "--config", str(t / "none.yaml")), 2, ("none.yaml",), ()),
         "flag: --truth missing": Case(lambda t: classic(t, "--truth", str(t / "no truth")), 2, ("no truth",), ()),
+        "warning: a few NaN pixels": Case(
+            predict_with(tif("holes.tif", nan_image(0.01))), 0, ("holes.tif", "non-finite pixels"), ("good", "holes"), logging.WARNING
+        ),
+        "warning: no nucleus found": Case(
+            predict_with(png("black.png", np.zeros((80, 80), np.uint8))), 0, ("black.png", "no nucleus found"), ("good", "black"), logging.WARNING
+        ),
+        "rerun: other settings refused": Case(rerun_with_other_settings, 2, ("--overwrite",), ("good",)),
         # folders
         "folder: images missing": Case(lambda t: classic(t, images=t / "absent"), 2, ("absent",), ()),
         "folder: images empty": Case(lambda t: classic(t, images=(t / "empty").mkdir() or t / "empty"), 2, ("empty", "no images"), ()),
