@@ -49,6 +49,7 @@ def trained(tmp_path_factory):
     return root, data
 
 
+@pytest.mark.slow
 def test_train_unet_collects_an_ensemble(trained):
     root, _ = trained
     members = sorted(p.name for p in (root / "unet" / "ensemble").iterdir())
@@ -83,6 +84,7 @@ def test_full_predict_writes_labels_of_image_size(trained, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_an_ensemble_of_mixed_nucleus_sizes_is_a_one_line_error(trained, tmp_path, caplog):
     root, data = trained
     mixed = tmp_path / "mixed"
@@ -176,6 +178,7 @@ def test_keep_intermediate_writes_the_maps_post_processing_saw(trained, tmp_path
     assert sorted(p.name for p in (out / "intermediate").iterdir()) == sorted(f"im{k}_{m}.tif" for k in range(4) for m in ("probability", "mrcnn_x1"))
 
 
+@pytest.mark.slow
 def test_warm_start_members_begin_from_the_previous_member(trained, tmp_path):
     _, data = trained
     frozen = ["unet.warm_start=true", "unet.train.learning_rate=0", "unet.train.iterations=1", "unet.train.val_every=1"]
@@ -187,6 +190,7 @@ def test_warm_start_members_begin_from_the_previous_member(trained, tmp_path):
     torch.testing.assert_close(second.encoder.conv1.weight, first.encoder.conv1.weight)  # learning rate 0: unchanged start
 
 
+@pytest.mark.slow
 def test_a_presegmenter_fine_tuned_from_a_model_says_so_in_its_card(trained, tmp_path, caplog):
     root, data = trained
     source = root / "preseg" / "model"

@@ -52,6 +52,7 @@ def test_generator_learns_the_style_and_round_trips(tmp_path):
     assert np.abs(again.astype(int) - image).max() <= 2  # fp16 weights: the same image up to rounding
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     labels = disks((64, 64), ((20, 20), (44, 40)), 8)
     pairs = [(styled(labels, 0), labels)]
