@@ -34,6 +34,7 @@ class Case:
     written: tuple[str, ...] | None = None
     level: int = logging.ERROR
     extra: Callable[[Path], None] | None = field(default=None)
+    patch: Callable[[pytest.MonkeyPatch, Path], None] | None = None  # what the OS would do to a non-root user
 
 
 def good_folder(tmp: Path, name: str = "images") -> Path:
@@ -184,10 +185,13 @@ SETTINGS_REFUSED = {  # other bad settings: the words of the one-line refusal
 }
 
 
-def run_case(case: Case, tmp: Path, caplog) -> list[str]:
+def run_case(case: Case, tmp: Path, caplog, monkeypatch) -> list[str]:
     caplog.clear()
     caplog.set_level(logging.INFO)
-    status = main(case.make(tmp))
+    args = case.make(tmp)
+    if case.patch:
+        case.patch(monkeypatch, tmp)
+    status = main(args)
     lines = [r.getMessage() for r in caplog.records if r.levelno >= case.level]
     assert status == case.status, lines
     for words in case.says:
@@ -255,6 +259,28 @@ def training_folder(tmp: Path, split: str | None = "image_id,subset\ngood,train\
     return data
 
 
+def unlistable(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
+    """The images folder without read permission."""
+    real = Path.iterdir
+
+    def iterdir(self):
+        if self.name == "images":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+
+
+def read_only_labels(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
+    """OUT/labels without write permission: the label file cannot be written."""
+    import workflow.batch
+
+    def refuse(path, labels):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(workflow.batch, "write_labels", refuse)
+
+
 def rerun_with_other_settings(tmp: Path) -> list[str]:
     assert main(classic(tmp)) == 0
     return classic(tmp, "--diameter", "30")
@@ -308,6 +334,18 @@ CASES.update(
             predict_with(png("black.png", np.zeros((80, 80), np.uint8))), 0, ("black.png", "no nucleus found"), ("good", "black"), logging.WARNING
         ),
         "rerun: other settings refused": Case(rerun_with_other_settings, 2, ("--overwrite",), ("good",)),
+        "folder: images unreadable (no permission)": Case(lambda t: classic(t), 2, ("images", "cannot be listed"), patch=unlistable),
+        "folder: labels read-only": Case(lambda t: classic(t), 1, ("labels", "cannot write the outputs of good"), (), patch=read_only_labels),
+        "evaluate: truth labels with gaps (1, 5, 9)": Case(
+            evaluate_pair(np.where(GOOD_LABELS > 0, GOOD_LABELS * 4 - 3, 0).astype(np.uint16), np.where(GOOD_LABELS > 0, GOOD_LABELS * 4 - 3, 0)), 0
+        ),
+        "warning: a 4th channel that is not alpha": Case(
+            predict_with(png("data in alpha.png", np.dstack([np.zeros((96, 96, 3), np.uint8), nucleus_image(GOOD_LABELS, seed=5)]))),
+            0,
+            ("data in alpha.png", "4th channel"),
+            ("good", "data in alpha"),
+            logging.WARNING,
+        ),
         # folders
         "folder: images missing": Case(lambda t: classic(t, images=t / "absent"), 2, ("absent",), ()),
         "folder: images empty": Case(lambda t: classic(t, images=(t / "empty").mkdir() or t / "empty"), 2, ("empty", "no images"), ()),
@@ -381,5 +419,5 @@ def test_the_corpus_is_large_enough():
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bad_input(name, tmp_path, caplog):
-    run_case(CASES[name], tmp_path, caplog)
+def test_bad_input(name, tmp_path, caplog, monkeypatch):
+    run_case(CASES[name], tmp_path, caplog, monkeypatch)

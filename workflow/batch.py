@@ -101,6 +101,8 @@ def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | 
     warnings = []
     try:
         image = read_image(path, cfg.input.channel)
+        if image.ndim == 3 and image.shape[2] == 4 and image[:, :, 3].min() != image[:, :, 3].max():
+            warnings.append(f"{path}: its 4th channel varies, so it is not a plain alpha channel; it is left out (--channel 3 segments it)")
         if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
             warnings.append(f"{path}: {int((~np.isfinite(image)).sum())} non-finite pixels (NaN or inf) left out of the intensity stretch")
         rgb8 = to_rgb8(image, cfg.input)
