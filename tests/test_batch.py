@@ -59,6 +59,7 @@ def test_outputs_people_use(tmp_path):
 
     report = (out / "report.html").read_text()
     assert report.count("<figure>") == 3 and report.count("data:image/png;base64,") == 4  # 3 thumbnails + histograms
+    assert report.count('<a href="overlays/') == 3 and '<a href="overlays/im02.png">' in report  # thumbnails open the full overlay
     assert "Mean DSB score over 3 images with ground truth" in report and "im01" in report
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from workflow.config import NucflowConfig
 from workflow.core.files import label_path
@@ -66,6 +67,8 @@ def histograms(rows: list[ImageRow]) -> str:
     sizes.set(title=f"nucleus size ({diameters.size} nuclei)", xlabel="equivalent diameter (px)", ylabel="nuclei")
     counts.hist([r.count for r in rows], bins=min(40, max(1, len(rows))), color="#d8823b")
     counts.set(title=f"nuclei per image ({len(rows)} images)", xlabel="nuclei", ylabel="images")
+    for axis in (sizes.yaxis, counts.xaxis, counts.yaxis):  # counts of nuclei and images are whole numbers
+        axis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -79,6 +82,16 @@ def scores_by_image(out_dir: Path, truth_dir: str | os.PathLike, stems: list[str
         log.warning("report: %s", line)
     scores = result.scores
     return {stem: scores[stem] for stem in stems if stem in scores}
+
+
+def tile(out_dir: Path, row: ImageRow, cfg: NucflowConfig) -> str:
+    """One thumbnail with its caption (nuclei found: image), linked to the image's full-size overlay
+    (overlays/<stem>.png) when the run wrote one."""
+    name = html.escape(row.stem)
+    image = f'<img src="{thumbnail(row, out_dir, cfg)}" alt="{name}">'
+    if (out_dir / "overlays" / f"{row.stem}.png").is_file():
+        image = f'<a href="overlays/{html.escape(row.stem)}.png">{image}</a>'
+    return f'<figure>{image}<figcaption title="{name}">{row.count}: {name}</figcaption></figure>'
 
 
 def _table(rows: list[ImageRow], scores: dict[str, ImageScores]) -> str:
@@ -101,10 +114,7 @@ def build_report(out_dir: Path, rows: list[ImageRow], cfg: NucflowConfig, summar
     """The whole page as HTML text."""
     scores = scores_by_image(out_dir, truth_dir, [r.stem for r in rows]) if truth_dir else {}
     mean = f"<p><b>Mean DSB score over {len(scores)} images with ground truth: {np.mean([s.dsb for s in scores.values()]):.4f}</b></p>" if scores else ""
-    tiles = "".join(
-        f'<figure><img src="{thumbnail(r, out_dir, cfg)}" alt="{html.escape(r.stem)}"><figcaption title="{html.escape(r.stem)}">{r.count}: {html.escape(r.stem)}</figcaption></figure>'
-        for r in rows[:MAX_THUMBNAILS]
-    )
+    tiles = "".join(tile(out_dir, row, cfg) for row in rows[:MAX_THUMBNAILS])
     shown = f"first {MAX_THUMBNAILS} of {len(rows)}" if len(rows) > MAX_THUMBNAILS else f"all {len(rows)}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>nucflow report: {html.escape(out_dir.name)}</title>
