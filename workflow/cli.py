@@ -182,8 +182,6 @@ def _apply_predict_options(args: argparse.Namespace, cfg: "NucflowConfig") -> No
     cfg.output.rois |= args.rois
     cfg.output.kaggle_csv |= args.kaggle_csv
     cfg.output.report &= args.report
-    if args.jobs < 1:
-        raise InputError(None, f"--jobs must be at least 1, not {args.jobs}")
 
 
 def _apply_train_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None:
@@ -198,7 +196,19 @@ def _apply_train_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None
         cfg.adapt.val = args.val
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """The command's --jobs, --trials and --minutes, whichever it has, before any work."""
+    for flag, least in (("jobs", 1), ("trials", 0)):
+        value = getattr(args, flag, None)
+        if value is not None and value < least:
+            raise InputError(None, f"--{flag} must be at least {least}, not {value}")
+    minutes = getattr(args, "minutes", None)
+    if minutes is not None and not minutes > 0:
+        raise InputError(None, f"--minutes must be a positive number, not {minutes}")
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    _check_counts(args)
     if args.command == "evaluate":
         from workflow.evaluate import evaluate_folders
 

@@ -56,9 +56,7 @@ def cluster_folder(images_dir: str | os.PathLike, out_dir: str | os.PathLike, cf
         raise InputError(images_dir, "no readable image to cluster")
     result = cluster_styles(np.array(features), cfg.cluster)
     if cfg.cluster.k is not None and result.k < cfg.cluster.k:
-        log.warning(
-            "k %d asked for, but %d images of %d distinct styles make at most %d clusters: k is %d", cfg.cluster.k, len(stems), result.k, result.k, result.k
-        )
+        log.warning("k %d asked for, but %d images have only %d distinct styles: k is %d", cfg.cluster.k, len(stems), result.k, result.k)
     write_text(out_dir / "clusters.csv", clusters_csv(stems, result))
     write_text(out_dir / "features.csv", features_csv(stems, np.array(features)))
     for index in range(result.k):

@@ -50,11 +50,6 @@ def param_search(
     storage: str | None,
 ) -> int:
     """Cache network outputs (`cache.pkl`, reused on rerun), search, write `best_params.json` and `search.png`."""
-    for flag, value, least in (("--trials", trials, 0), ("--jobs", jobs, 1)):
-        if value < least:
-            raise InputError(None, f"{flag} must be at least {least}, not {value}")
-    if minutes is not None and not minutes > 0:
-        raise InputError(None, f"--minutes must be a positive number, not {minutes}")
     if not Path(masks_dir).is_dir():
         raise InputError(masks_dir, "not a folder of label images (the validation masks)")  # before the networks load
     list_images(images_dir)  # a missing or empty images folder, likewise

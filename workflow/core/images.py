@@ -26,7 +26,7 @@ def read_image(path: str | os.PathLike, channel: int | None = None) -> np.ndarra
     `channel`, that channel alone as (H, W) (a TIFF's C axis, or a colour image's R, G, B, A).
 
     Raises `InputError` with a one-line message for a missing, empty, truncated, non-image or
-    multi-plane (3-D stack) file, and for a TIFF of 2 or 5+ channels read without `channel`.
+    multi-plane (3-D stack) file, and for a TIFF with a channel (C) axis read without `channel`.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -41,7 +41,7 @@ def read_image(path: str | os.PathLike, channel: int | None = None) -> np.ndarra
     if path.stat().st_size == 0:
         raise InputError(path, "empty file (0 bytes)")
     try:
-        image, channel = _read_tiff(path, channel) if suffix in (".tif", ".tiff") else (_read_raster(path), channel)
+        image = _read_tiff(path, channel is not None) if suffix in (".tif", ".tiff") else _read_raster(path)
     except OSError as error:
         raise InputError(path, f"cannot be read ({error.strerror or error})") from None
     return _validate(path, image if channel is None else _one_channel(path, image, channel))
@@ -68,16 +68,16 @@ def _png_is_complete(data: np.ndarray) -> bool:
 
 
 def _one_channel(path: Path, image: np.ndarray, channel: int) -> np.ndarray:
-    """Channel `channel` of a colour (H, W, C) image; a gray image has only channel 0."""
+    """Channel `channel` of an (H, W, C) image (colour, or a TIFF's channels); a gray image has only channel 0."""
     count = image.shape[2] if image.ndim == 3 else 1
     if not 0 <= channel < count:
         raise InputError(path, f"--channel {channel}: the image has {count} channel{'s' if count > 1 else ''} (0..{count - 1})")
     return image[:, :, channel] if image.ndim == 3 else image
 
 
-def _read_tiff(path: Path, channel: int | None = None) -> tuple[np.ndarray, int | None]:
-    """TIFF through tifffile; rejects stacks, takes `channel` of a C axis, moves planar channels last.
-    Returns the image and the channel still to take (None once taken here)."""
+def _read_tiff(path: Path, channel_given: bool = False) -> np.ndarray:
+    """TIFF through tifffile; rejects stacks, and a C axis unless a channel is to be taken from it;
+    moves channels (C, or planar samples) last."""
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
@@ -92,16 +92,14 @@ def _read_tiff(path: Path, channel: int | None = None) -> tuple[np.ndarray, int 
     if stack:
         raise InputError(path, f"is a {image.ndim}-D stack (axes {axes}, shape {image.shape}); give one 2-D image per file")
     channels = shape.get("C", 1)
-    if channel is not None and channels > 1:
-        if not 0 <= channel < channels:
-            raise InputError(path, f"--channel {channel}: the image has {channels} channels (0..{channels - 1}, axes {axes})")
-        return np.squeeze(np.take(image, channel, axis=axes.index("C"))), None
     if channels > 1:  # a C axis holds channels (RGB is S, samples): never a silent guess of the nuclear channel
-        raise InputError(path, f"has {channels} channels (axes {axes}, shape {image.shape}); give the nuclear one with --channel 0..{channels - 1}")
+        if not channel_given:
+            raise InputError(path, f"has {channels} channels (axes {axes}, shape {image.shape}); give the nuclear one with --channel 0..{channels - 1}")
+        return np.squeeze(np.moveaxis(image, axes.index("C"), -1))  # (H, W, C): read_image takes the channel
     image = np.squeeze(image)
     if image.ndim == 3 and image.shape[0] in (2, 3, 4) and image.shape[-1] > 4:
         image = np.moveaxis(image, 0, -1)  # planar (C, H, W) -> (H, W, C)
-    return image, channel
+    return image
 
 
 def _validate(path: Path, image: np.ndarray) -> np.ndarray:

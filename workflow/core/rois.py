@@ -4,6 +4,7 @@ in a zip that Fiji's ROI Manager opens (File > Open, or drag and drop)."""
 from __future__ import annotations
 
 import os
+import zipfile
 
 import cv2
 import numpy as np
@@ -38,6 +39,4 @@ def write_rois(path: str | os.PathLike, labels: np.ndarray) -> None:
         if rois:
             roiwrite(tmp, rois, mode="w")
         else:  # an image without nuclei: an empty zip, so every finished image has its file
-            import zipfile
-
             zipfile.ZipFile(tmp, "w").close()
