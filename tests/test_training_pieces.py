@@ -26,6 +26,26 @@ def test_learning_rate_warms_up_then_decays():
     assert warmup_cosine(1000, 1000, 100) == pytest.approx(0.01)
 
 
+def test_learning_rate_follows_the_time_limit_when_it_comes_first():
+    assert warmup_cosine(550, 1000, 100, time_used=0.5) == pytest.approx(0.505, abs=1e-3)  # iterations lead: no change
+    assert warmup_cosine(200, 1000, 100, time_used=0.5) == pytest.approx(0.505, abs=1e-3)  # time leads
+    assert warmup_cosine(200, 1000, 100, time_used=1.2) == pytest.approx(0.01)
+    assert warmup_cosine(50, 1000, 100, time_used=0.9) == pytest.approx(0.51)  # warm-up is counted in steps
+
+
+def test_training_run_decays_its_rate_with_the_time_spent(tmp_path, rng):
+    cfg = type(
+        "Cfg",
+        (),
+        {"optimizer": "adamw", "learning_rate": 1e-3, "weight_decay": 0.0, "iterations": 10**6, "warmup_iterations": 1, "max_minutes": 1.0, "val_every": 5},
+    )()
+    run = TrainingRun(nn.Linear(2, 2), cfg, tmp_path, rng, torch.device("cpu"), resume=True)
+    run._started -= 30  # half the time limit already spent
+    run.step(run.model.weight.sum())
+    assert run.time_used == pytest.approx(0.5, abs=0.01)
+    assert run.learning_rate == pytest.approx(1e-3 * 0.505, rel=0.02)
+
+
 def test_make_optimizer_by_name():
     model = nn.Linear(2, 2)
     assert type(make_optimizer(model, "sgd", 0.1, 0.0)).__name__ == "SGD"

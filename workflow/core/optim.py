@@ -13,11 +13,13 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 
-def warmup_cosine(iteration: int, total: int, warmup: int) -> float:
-    """Learning-rate factor: linear warm-up over `warmup` steps, then cosine decay to 1% at `total`."""
+def warmup_cosine(iteration: int, total: int, warmup: int, time_used: float = 0.0) -> float:
+    """Learning-rate factor: linear warm-up over `warmup` steps, then cosine decay to 1% at `total`
+    steps, or sooner when `time_used` (the share of a time limit spent) is further along: a run
+    stopped by its time limit then still ends its schedule instead of stopping at a high rate."""
     if iteration < warmup:
         return (iteration + 1) / warmup
-    progress = (iteration - warmup) / max(1, total - warmup)
+    progress = max((iteration - warmup) / max(1, total - warmup), time_used)
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -32,8 +34,9 @@ def make_optimizer(model: nn.Module, name: str, learning_rate: float, weight_dec
 
 
 class TrainingRun:
-    """The bookkeeping every training loop shares: optimizer, warm-up cosine schedule, mixed
-    precision on GPU, gradient clipping, time limit and a resumable checkpoint
+    """The bookkeeping every training loop shares: optimizer, warm-up cosine schedule (ending at the
+    iteration count or the time limit, whichever comes first), mixed precision on GPU, gradient
+    clipping, time limit and a resumable checkpoint
     (`out_dir/checkpoint.pt`: model, optimizer, scheduler, random state and `state`).
     """
 
@@ -42,9 +45,9 @@ class TrainingRun:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.optimizer = make_optimizer(model, cfg.optimizer, cfg.learning_rate, cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: warmup_cosine(it, cfg.iterations, cfg.warmup_iterations))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
         self.state = {"iteration": 0, "best": None, "stale": 0, "elapsed": 0.0, "history": []}
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: warmup_cosine(it, cfg.iterations, cfg.warmup_iterations, self.time_used))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
         self.path = self.out_dir / "checkpoint.pt"
         if resume and self.path.exists():
             saved = torch.load(self.path, map_location=device, weights_only=False)
@@ -77,13 +80,18 @@ class TrainingRun:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
         self.state["iteration"] += 1
         self.state["elapsed"] = time.monotonic() - self._started
+        self.scheduler.step()
 
     @property
     def learning_rate(self) -> float:
         return self.scheduler.get_last_lr()[0]
+
+    @property
+    def time_used(self) -> float:
+        """The share of `max_minutes` spent (0 without a time limit)."""
+        return self.state["elapsed"] / (self.cfg.max_minutes * 60) if self.cfg.max_minutes else 0.0
 
     @property
     def out_of_time(self) -> bool:
