@@ -3,7 +3,7 @@
 # image types in the same minutes. Everything comes back as tar files under $OUT.
 #
 # Here, once per data change:   uv run python benchmarks/gpu_data.py pack ../shared/data/dsb2018 .gpu/data
-#                               (wheels the device lacks: see docs/gpu-training.md)
+#                               (and the wheels the device lacks: see docs/gpu-training.md)
 # On the device (carry .gpu):   bash benchmarks/gpu_train_models.sh
 # Tiny check on CPU:            OUT=/tmp/gpu-out DATA=<small data folder> MINUTES=0.3 PY=.venv/bin/python bash benchmarks/gpu_train_models.sh
 #
