@@ -82,6 +82,22 @@ def _tiff(path, array, **kwargs):
     return path
 
 
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "zstd", "packbits"])
+def test_compressed_tiffs_read_out_of_the_box(tmp_path, rng, compression):
+    """Microscopes and public datasets (the Cell Tracking Challenge's LZW frames) write compressed TIFFs."""
+    image = rng.integers(0, 4000, (40, 50), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "a.tif", image, compression=compression)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.tif"), image)
+
+
+def test_jpeg_compressed_tiff_reads(tmp_path):
+    yy, xx = np.mgrid[:64, :64]
+    image = np.stack([xx * 3, yy * 3, (xx + yy) * 2], axis=-1).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "a.tif", image, photometric="rgb", compression="jpeg", compressionargs={"level": 95})
+    read = read_image(tmp_path / "a.tif")
+    assert read.shape == (64, 64, 3) and np.abs(read.astype(int) - image).max() <= 8  # lossy, RGB order kept
+
+
 def test_planar_rgb_tiff_moves_channels_last(tmp_path):
     image = np.zeros((3, 10, 12), np.uint8)
     image[2] = 77
