@@ -80,6 +80,17 @@ def test_classic_predict_evaluate_and_resume(folders, tmp_path, capsys):
     assert float(next(r for r in rows if r["image"] == "img0")["dsb"]) > 0.8
 
 
+def test_predict_takes_one_file_or_a_glob(folders, tmp_path):
+    images, _ = folders
+    one = tmp_path / "one"
+    assert main(["predict", str(images / "img1.png"), "-o", str(one), "--method", "classic", "--no-report"]) == 0
+    assert sorted(p.name for p in (one / "labels").iterdir()) == ["img1.tif"]
+    matched = tmp_path / "matched"
+    assert main(["predict", f"{images}/img*.png", "-o", str(matched), "--method", "classic", "--no-report"]) == 0
+    assert sorted(p.name for p in (matched / "labels").iterdir()) == ["img0.tif", "img1.tif"]
+    np.testing.assert_array_equal(read_labels(matched / "labels" / "img1.tif"), read_labels(one / "labels" / "img1.tif"))
+
+
 def test_evaluate_counts_missing_predictions_as_empty(folders, tmp_path, caplog):
     _, truth = folders
     pred = tmp_path / "pred"

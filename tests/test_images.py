@@ -1,9 +1,11 @@
+import re
+
 import cv2
 import numpy as np
 import pytest
 import tifffile
 
-from workflow.core.files import InputError, list_images
+from workflow.core.files import InputError, gather_images, list_images
 from workflow.core.images import InputConfig, read_image, resize_image, size_scale, to_rgb8
 
 
@@ -231,3 +233,33 @@ def test_without_normalisation_16bit_and_float_keep_their_fixed_ranges():
 def test_unordered_or_out_of_range_percentiles_are_refused(percentiles):
     with pytest.raises(ValueError, match="stretch_percentiles"):
         InputConfig(stretch_percentiles=percentiles)
+
+
+def test_gather_images_takes_a_folder_a_file_or_a_glob(tmp_path, monkeypatch):
+    for name in ("plate1/a_DAPI.tif", "plate1/a_GFP.tif", "plate1/b_DAPI.tif", "plate2/c_DAPI.png", "plate2/notes.txt"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in gather_images(tmp_path / "plate1")] == ["a_DAPI.tif", "a_GFP.tif", "b_DAPI.tif"]
+    assert gather_images(tmp_path / "plate1" / "b_DAPI.tif") == [tmp_path / "plate1" / "b_DAPI.tif"]
+    assert [p.name for p in gather_images(f"{tmp_path}/plate1/*_DAPI.tif")] == ["a_DAPI.tif", "b_DAPI.tif"]
+    assert [p.name for p in gather_images(f"{tmp_path}/**/*_DAPI.*")] == ["a_DAPI.tif", "b_DAPI.tif", "c_DAPI.png"]
+    monkeypatch.chdir(tmp_path)
+    assert [str(p) for p in gather_images("plate*/c_*")] == ["plate2/c_DAPI.png"]  # relative patterns too
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("missing", "not found (expected a folder of images, an image file or a glob pattern"),
+        ("plate/*.jpg", "the pattern matches no image"),
+        ("plate/notes.txt", "unknown image format '.txt'"),
+        ("*/a.png", "several images share the name 'a'"),
+    ],
+)
+def test_gather_images_says_what_is_wrong(tmp_path, monkeypatch, source, message):
+    for name in ("plate/a.png", "plate/notes.txt", "other/a.png"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=re.escape(message)):
+        gather_images(source)

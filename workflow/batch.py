@@ -23,7 +23,7 @@ from joblib import Parallel, delayed, parallel_config
 from tqdm import tqdm
 
 from workflow.config import NucflowConfig
-from workflow.core.files import InputError, label_path, list_images, measurement_path, remove_partial_files, write_text
+from workflow.core.files import InputError, gather_images, label_path, measurement_path, remove_partial_files, write_text
 from workflow.core.images import read_image, to_rgb8, write_probability
 from workflow.core.labels import count_objects, write_labels
 from workflow.core.measure import measure_nuclei, measurements_csv, overlay, write_png
@@ -201,7 +201,7 @@ def check_same_settings(out_dir: Path, cfg: NucflowConfig) -> None:
 
 
 def predict_folder(
-    images_dir: str | os.PathLike,
+    images: str | os.PathLike,
     out_dir: str | os.PathLike,
     cfg: NucflowConfig,
     overwrite: bool = False,
@@ -209,11 +209,11 @@ def predict_folder(
     scheduler: str | None = None,
     truth_dir: str | os.PathLike | None = None,
 ) -> int:
-    """Segment every image of `images_dir` with `cfg.method` into `out_dir`; returns the exit status
-    (0 all fine, 1 some image failed). Finished images are skipped unless `overwrite`.
+    """Segment `images` (a folder, one image file or a glob pattern) with `cfg.method` into `out_dir`;
+    returns the exit status (0 all fine, 1 some image failed). Finished images are skipped unless `overwrite`.
     """
     started = time.monotonic()
-    images, out_dir = list_images(images_dir), Path(out_dir)
+    images, out_dir = gather_images(images), Path(out_dir)
     if truth_dir is not None and not Path(truth_dir).is_dir():
         raise InputError(truth_dir, "--truth: not a folder of ground-truth label images")  # before any work
     check_writable(out_dir)

@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("gt_dir", help="folder of ground-truth label images (matched by file stem)")
     evaluate.add_argument("--csv", metavar="FILE", help="write the per-image table as CSV")
 
-    predict = commands.add_parser("predict", help="segment every image of a folder into uint16 label TIFFs")
-    predict.add_argument("images", help="folder of images (png, tif, bmp, jpg)")
+    predict = commands.add_parser("predict", help="segment images (a folder, a file or a glob) into uint16 label TIFFs")
+    predict.add_argument("images", help="folder of images (png, tif, bmp, jpg), one image file, or a quoted glob pattern ('plate1/*_DAPI.tif')")
     predict.add_argument("-o", "--out", required=True, help="output folder")
     mode = predict.add_mutually_exclusive_group()
     mode.add_argument("--method", choices=["classic", "fast", "full"], help="segmentation method (default: fast, or the config file's)")

@@ -45,11 +45,41 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         raise InputError(folder, f"cannot be listed ({error.strerror or error})") from None
     if not images:
         raise InputError(folder, f"no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    _refuse_shared_names(folder, images)
+    return images
+
+
+GLOB_CHARACTERS = set("*?[")
+
+
+def gather_images(source: str | os.PathLike) -> list[Path]:
+    """The images a command works on: every image of a folder, one image file, or the image files a
+    glob pattern (``"plate1/*_DAPI.tif"``, ``"**"`` for sub-folders) matches; sorted, with a clear error
+    when there are none or two share a name (their outputs would collide)."""
+    text = str(source)
+    if Path(text).is_dir():
+        return list_images(text)
+    if Path(text).exists() or Path(text).is_symlink():
+        path = Path(text)
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise InputError(path, f"unknown image format {path.suffix or '(no suffix)'!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+        return [path]
+    if not GLOB_CHARACTERS & set(text):
+        raise InputError(text, "not found (expected a folder of images, an image file or a glob pattern such as 'dir/*.tif')")
+    anchor = Path(text).anchor or "."
+    pattern = str(Path(text).relative_to(anchor)) if Path(text).is_absolute() else text
+    images = sorted(p for p in Path(anchor).glob(pattern) if is_image_file(p))
+    if not images:
+        raise InputError(text, f"the pattern matches no image ({', '.join(IMAGE_SUFFIXES)})")
+    _refuse_shared_names(text, images)
+    return images
+
+
+def _refuse_shared_names(source: str | os.PathLike, images: list[Path]) -> None:
     stems = [p.stem for p in images]
     duplicated = sorted({s for s in stems if stems.count(s) > 1})
     if duplicated:
-        raise InputError(folder, f"several images share the name {duplicated[0]!r}; outputs would collide")
-    return images
+        raise InputError(source, f"several images share the name {duplicated[0]!r}; outputs would collide")
 
 
 def label_path(out_dir: str | os.PathLike, stem: str) -> Path:
