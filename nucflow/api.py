@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from workflow.core.images import InputConfig, to_rgb8
-from workflow.core.measure import MEASUREMENT_COLUMNS, measure_nuclei
+from workflow.core.measure import MEASUREMENT_COLUMNS, MICROMETRE_COLUMNS, measure_nuclei
 from workflow.core.metrics import ImageScores, score_image
 
 METHODS = ("classic", "fast", "full")
@@ -104,21 +104,14 @@ def measure(labels: np.ndarray, image: np.ndarray | None = None, pixel_size: flo
     `image`) mean intensity in the image's own units; with `pixel_size` (um per pixel) also the
     area in um^2 and the lengths in um."""
     labels = np.asarray(labels)
+    if pixel_size is not None and not pixel_size > 0:
+        raise ValueError(f"pixel_size must be positive (um per pixel), not {pixel_size}")
     plane = np.zeros(labels.shape, np.float32) if image is None else np.asarray(image)
-    rows = [dict(zip(MEASUREMENT_COLUMNS[1:], row[1:])) for row in measure_nuclei("", labels, plane)]
-    if image is None:
-        for row in rows:
-            row.pop("mean_intensity")
-    if pixel_size is not None:
-        if not pixel_size > 0:
-            raise ValueError(f"pixel_size must be positive (um per pixel), not {pixel_size}")
-        for row in rows:
-            row.update(
-                area_um2=row["area"] * pixel_size**2,
-                centroid_y_um=row["centroid_y"] * pixel_size,
-                centroid_x_um=row["centroid_x"] * pixel_size,
-                equivalent_diameter_um=row["equivalent_diameter"] * pixel_size,
-            )
+    rows = [dict(zip(MEASUREMENT_COLUMNS[1:], row[1:])) for row in measure_nuclei("", labels, plane, pixel_size)]
+    unused = (() if image is not None else ("mean_intensity",)) + (() if pixel_size is not None else MICROMETRE_COLUMNS)
+    for row in rows:
+        for key in unused:
+            row.pop(key)
     return rows
 
 

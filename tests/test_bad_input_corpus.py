@@ -275,7 +275,7 @@ def read_only_labels(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
     """OUT/labels without write permission: the label file cannot be written."""
     import workflow.batch
 
-    def refuse(path, labels):
+    def refuse(path, labels, pixel_size=None):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(workflow.batch, "write_labels", refuse)

@@ -42,7 +42,10 @@ def test_outputs_people_use(tmp_path):
     assert main(args) == 0
 
     rows = list(csv.DictReader((out / "measurements.csv").open()))
-    assert list(rows[0]) == ["image", "label", "area", "centroid_y", "centroid_x", "equivalent_diameter", "eccentricity", "mean_intensity"]
+    pixel_columns = ["image", "label", "area", "centroid_y", "centroid_x", "equivalent_diameter", "eccentricity", "mean_intensity"]
+    micrometre_columns = ["area_um2", "centroid_y_um", "centroid_x_um", "equivalent_diameter_um"]
+    assert list(rows[0]) == pixel_columns + micrometre_columns
+    assert all(r[c] == "" for r in rows for c in micrometre_columns)  # PNGs carry no pixel size
     assert [sum(r["image"] == f"im{k:02d}" for r in rows) for k in range(3)] == [3, 2, 1]
     single = next(r for r in rows if r["image"] == "im02")
     assert abs(float(single["centroid_y"]) - 64) < 1.5 and abs(float(single["equivalent_diameter"]) - 25) < 3

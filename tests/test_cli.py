@@ -91,6 +91,37 @@ def test_predict_takes_one_file_or_a_glob(folders, tmp_path):
     np.testing.assert_array_equal(read_labels(matched / "labels" / "img1.tif"), read_labels(one / "labels" / "img1.tif"))
 
 
+def test_calibration_flows_from_an_ome_tiff_into_labels_and_measurements(folders, tmp_path):
+    """An OME-TIFF's pixel size reaches the label TIFF (Fiji shows um) and the um columns; a PNG has
+    none (columns left empty); --pixel-size gives one to every image."""
+    import tifffile
+
+    from workflow.core.calibration import read_pixel_size
+
+    images, _ = folders
+    plane = cv2.imread(str(images / "img0.png"), cv2.IMREAD_GRAYSCALE).astype(np.uint16) * 100
+    tifffile.imwrite(images / "ome.ome.tif", plane, metadata={"axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeXUnit": "µm"})
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--diameter", "24", "--no-report"]) == 0
+    assert read_pixel_size(out / "labels" / "ome.ome.tif") == pytest.approx(0.5)
+    assert read_pixel_size(out / "labels" / "img0.tif") is None
+    rows = list(csv.DictReader((out / "measurements.csv").open()))
+    calibrated = [r for r in rows if r["image"] == "ome.ome"]
+    assert len(calibrated) == 3
+    for row in calibrated:
+        assert float(row["area_um2"]) == pytest.approx(int(row["area"]) * 0.25, rel=1e-3)
+        assert float(row["equivalent_diameter_um"]) == pytest.approx(float(row["equivalent_diameter"]) * 0.5, rel=1e-3)
+    assert all(r["area_um2"] == "" for r in rows if r["image"] == "img0")
+    sizes = {r["image"]: r["pixel_size_um"] for r in csv.DictReader((out / "sizes.csv").open())}
+    assert sizes["ome.ome"] == "0.5" and sizes["img0"] == ""
+
+    given = tmp_path / "given"
+    assert main(["predict", str(images / "img0.png"), "-o", str(given), "--method", "classic", "--pixel-size", "0.2", "--no-report"]) == 0
+    assert read_pixel_size(given / "labels" / "img0.tif") == pytest.approx(0.2)
+    assert json.loads((given / "config.json").read_text())["input"]["pixel_size"] == 0.2
+    assert main(["predict", str(images), "-o", str(tmp_path / "bad"), "--pixel-size", "0"]) == 2
+
+
 def test_evaluate_counts_missing_predictions_as_empty(folders, tmp_path, caplog):
     _, truth = folders
     pred = tmp_path / "pred"
@@ -131,6 +162,7 @@ def test_normalisation_flags_are_recorded_and_bad_percentiles_refused(folders, t
         "per_channel": True,
         "stretch_8bit": False,
         "channel": None,
+        "pixel_size": None,
     }
     plain = tmp_path / "plain"
     assert main(["predict", str(images), "-o", str(plain), "--method", "classic", "--no-normalize"]) == 0
@@ -213,7 +245,7 @@ def test_a_failed_write_leaves_none_of_the_image_outputs_and_names_the_folder(fo
 
     images, _ = folders
 
-    def refuse(path, labels):
+    def refuse(path, labels, pixel_size=None):
         raise PermissionError(13, "Permission denied", str(path.parent / ".img0.tif.abc.part"))
 
     monkeypatch.setattr(workflow.batch, "write_labels", refuse)

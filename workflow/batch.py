@@ -23,6 +23,7 @@ from joblib import Parallel, delayed, parallel_config
 from tqdm import tqdm
 
 from workflow.config import NucflowConfig
+from workflow.core.calibration import read_pixel_size
 from workflow.core.files import InputError, gather_images, label_path, measurement_path, remove_partial_files, write_text
 from workflow.core.images import read_image, to_rgb8, write_probability
 from workflow.core.labels import count_objects, write_labels
@@ -72,9 +73,12 @@ def cached_segmenter(cfg: NucflowConfig) -> Segmenter:
     return _SEGMENTERS[key]
 
 
-def write_image_outputs(out_dir: Path, stem: str, image: np.ndarray, rgb8: np.ndarray, prediction: Prediction, cfg: NucflowConfig, written: list[Path]) -> None:
+def write_image_outputs(
+    out_dir: Path, stem: str, image: np.ndarray, rgb8: np.ndarray, prediction: Prediction, cfg: NucflowConfig, pixel_size: float | None, written: list[Path]
+) -> None:
     """Every per-image output, each path added to `written` before it is written; the label file
-    last, since its presence marks the image finished."""
+    last, since its presence marks the image finished. With `pixel_size` (um per pixel) the labels carry
+    the calibration and the measurements have micrometre columns."""
 
     def write(path: Path, writer: Callable, content: object) -> None:
         written.append(path)
@@ -86,8 +90,8 @@ def write_image_outputs(out_dir: Path, stem: str, image: np.ndarray, rgb8: np.nd
         write(out_dir / "overlays" / f"{stem}.png", write_png, overlay(rgb8, prediction.labels))
     if cfg.output.rois:
         write(out_dir / "rois" / f"{stem}.zip", write_rois, prediction.labels)
-    write(measurement_path(out_dir, stem), write_text, measurements_csv(measure_nuclei(stem, prediction.labels, image)))
-    write(label_path(out_dir, stem), write_labels, prediction.labels)
+    write(measurement_path(out_dir, stem), write_text, measurements_csv(measure_nuclei(stem, prediction.labels, image, pixel_size)))
+    write(label_path(out_dir, stem), functools.partial(write_labels, pixel_size=pixel_size), prediction.labels)
 
 
 def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | None = None) -> ImageResult:
@@ -109,7 +113,8 @@ def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | 
         prediction = cached_segmenter(cfg)(rgb8)
         if prediction.diameter is None:
             warnings.append(f"{path}: no nucleus found by the size estimate; segmented unscaled")
-        write_all_or_nothing(out_dir, path.stem, image, rgb8, prediction, cfg)
+        pixel_size = cfg.input.pixel_size or read_pixel_size(path)
+        write_all_or_nothing(out_dir, path.stem, image, rgb8, prediction, cfg, pixel_size)
     except InputError as error:
         return ImageResult(path.stem, error=str(error), warnings=warnings)
     except Exception as error:  # noqa: BLE001 - reported per image; the run's exit status says it failed
@@ -117,12 +122,14 @@ def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | 
     return ImageResult(path.stem, count_objects(prediction.labels), warnings=warnings)
 
 
-def write_all_or_nothing(out_dir: Path, stem: str, image: np.ndarray, rgb8: np.ndarray, prediction: Prediction, cfg: NucflowConfig) -> None:
+def write_all_or_nothing(
+    out_dir: Path, stem: str, image: np.ndarray, rgb8: np.ndarray, prediction: Prediction, cfg: NucflowConfig, pixel_size: float | None = None
+) -> None:
     """`write_image_outputs`, removing what it wrote of this image when a write fails, so a rerun
     finds the image either finished or not started; the error names the folder, not a temporary file."""
     written: list[Path] = []
     try:
-        write_image_outputs(out_dir, stem, image, rgb8, prediction, cfg, written)
+        write_image_outputs(out_dir, stem, image, rgb8, prediction, cfg, pixel_size, written)
     except OSError as error:
         for path in written:
             path.unlink(missing_ok=True)

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--fast", dest="method", action="store_const", const="fast", help="Mask R-CNN presegmentation only")
     mode.add_argument("--full", dest="method", action="store_const", const="full", help="refined prediction")
     predict.add_argument("--diameter", type=float, help="median nucleus diameter in pixels (skips the size estimate)")
+    predict.add_argument(
+        "--pixel-size", type=float, metavar="UM", help="micrometres per pixel, for every image (default: each file's own calibration, when it has one)"
+    )
     predict.add_argument("--models", metavar="FOLDER", help="models trained by 'nucflow train' (its RUN/models folder)")
     predict.add_argument("--model", help="presegmenter model folder (default: the shipped model)")
     predict.add_argument("--ensemble", help="U-Net ensemble folder for --full (default: the shipped ensemble)")
@@ -175,6 +178,8 @@ def _apply_predict_options(args: argparse.Namespace, cfg: "NucflowConfig") -> No
         cfg.method = args.method
     if args.diameter is not None:
         cfg.size.diameter = args.diameter
+    if args.pixel_size is not None:
+        cfg.input.pixel_size = args.pixel_size
     if args.params:
         cfg.full.params = args.params
     cfg.output.keep_intermediate |= args.keep_intermediate

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from workflow.config import NucflowConfig
+from workflow.core.calibration import read_pixel_size
 from workflow.core.files import csv_text, label_path, measurement_path, write_text
 from workflow.core.images import read_image
 from workflow.core.labels import labels_to_rle, read_labels
@@ -27,14 +28,21 @@ def image_measurements(out_dir: Path, image_path: Path, channel: int | None = No
     """The image's per-nucleus rows (as CSV strings); recomputed from its labels if the table is missing."""
     path = measurement_path(out_dir, image_path.stem)
     if not path.is_file():
-        labels = read_labels(label_path(out_dir, image_path.stem))
-        write_text(path, measurements_csv(measure_nuclei(image_path.stem, labels, read_image(image_path, channel))))
+        labels_file = label_path(out_dir, image_path.stem)
+        nuclei = measure_nuclei(image_path.stem, read_labels(labels_file), read_image(image_path, channel), read_pixel_size(labels_file))
+        write_text(path, measurements_csv(nuclei))
     return list(csv.reader(io.StringIO(path.read_text())))[1:]
 
 
-def sizes_csv(rows: list[ImageRow]) -> str:
-    """CSV of image, median nucleus diameter (px) and nucleus count."""
-    return csv_text(("image", "median_diameter", "count"), ((r.stem, "" if r.median_diameter is None else f"{r.median_diameter:.2f}", r.count) for r in rows))
+def sizes_csv(rows: list[ImageRow], pixel_sizes: list[float | None]) -> str:
+    """CSV of image, median nucleus diameter (px), nucleus count and pixel size (um, empty when unknown)."""
+    return csv_text(
+        ("image", "median_diameter", "count", "pixel_size_um"),
+        (
+            (r.stem, "" if r.median_diameter is None else f"{r.median_diameter:.2f}", r.count, "" if size is None else f"{size:.6g}")
+            for r, size in zip(rows, pixel_sizes)
+        ),
+    )
 
 
 def submission_csv(out_dir: Path, stems: list[str]) -> str:
@@ -52,7 +60,7 @@ def write_run_outputs(out_dir: Path, images: list[Path], cfg: NucflowConfig, sum
         diameters = np.array([float(r[DIAMETER]) for r in nuclei])
         rows.append(ImageRow(path, len(nuclei), float(np.median(diameters)) if nuclei else None, diameters))
         all_rows.extend(nuclei)
-    write_text(out_dir / "sizes.csv", sizes_csv(rows))
+    write_text(out_dir / "sizes.csv", sizes_csv(rows, [read_pixel_size(label_path(out_dir, p.stem)) for p in finished]))
     write_text(out_dir / "measurements.csv", measurements_csv([tuple(r) for r in all_rows]))
     if cfg.output.kaggle_csv:
         write_text(out_dir / "submission.csv", submission_csv(out_dir, [p.stem for p in finished]))

@@ -130,6 +130,7 @@ class InputConfig:
     per_channel: bool = False  # colour images: stretch each channel on its own (False: one range for all, keeping the colour balance)
     stretch_8bit: bool = False  # 8-bit images stretched too (for models trained so; the shipped ones learned them as they are)
     channel: int | None = None  # the nuclear channel of multi-channel files (a TIFF's C axis, or R, G, B = 0, 1, 2); None: gray or RGB as is
+    pixel_size: float | None = None  # micrometres per pixel for every image, over what the files record; None: from each file's metadata
 
     def __post_init__(self) -> None:
         low, high = self.stretch_percentiles

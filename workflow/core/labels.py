@@ -16,6 +16,7 @@ from scipy import ndimage as ndi
 from skimage.measure import regionprops
 from skimage.segmentation import relabel_sequential
 
+from workflow.core.calibration import calibration_tags
 from workflow.core.files import InputError, atomic_path
 from workflow.core.images import read_image
 
@@ -35,9 +36,10 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     return labels.astype(np.int32)
 
 
-def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
+def write_labels(path: str | os.PathLike, labels: np.ndarray, pixel_size: float | None = None) -> None:
     """Write a label image as a compressed uint16 TIFF (opens in Fiji and napari), atomically;
-    uint32 when it holds more than 65535 objects, which uint16 cannot number.
+    uint32 when it holds more than 65535 objects, which uint16 cannot number. With `pixel_size`
+    (um per pixel) the file carries its calibration (Fiji shows micrometres).
     """
     if labels.ndim != 2:
         raise ValueError(f"label image must be 2-D, got shape {labels.shape}")
@@ -45,7 +47,8 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray) -> None:
         labels = relabel(labels)
     dtype = np.uint16 if labels.max(initial=0) <= MAX_LABEL else np.uint32
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, labels.astype(dtype), compression="zlib", photometric="minisblack")
+        calibration = calibration_tags(pixel_size, imagej=dtype == np.uint16)
+        tifffile.imwrite(tmp, labels.astype(dtype), compression="zlib", photometric="minisblack", **calibration)
 
 
 def relabel(labels: np.ndarray) -> np.ndarray:

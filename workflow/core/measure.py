@@ -11,7 +11,9 @@ from skimage.segmentation import find_boundaries
 
 from workflow.core.files import atomic_path, csv_text
 
-MEASUREMENT_COLUMNS = ("image", "label", "area", "centroid_y", "centroid_x", "equivalent_diameter", "eccentricity", "mean_intensity")
+PIXEL_COLUMNS = ("image", "label", "area", "centroid_y", "centroid_x", "equivalent_diameter", "eccentricity", "mean_intensity")
+MICROMETRE_COLUMNS = ("area_um2", "centroid_y_um", "centroid_x_um", "equivalent_diameter_um")  # empty when the pixel size is unknown
+MEASUREMENT_COLUMNS = PIXEL_COLUMNS + MICROMETRE_COLUMNS
 OVERLAY_COLOUR = (255, 255, 0)  # yellow contours show on dark fluorescence and on pink H&E alike
 
 
@@ -22,29 +24,31 @@ def intensity_plane(image: np.ndarray) -> np.ndarray:
     return image[..., :3].astype(np.float64).mean(axis=2)
 
 
-def measure_nuclei(stem: str, labels: np.ndarray, image: np.ndarray) -> list[tuple]:
-    """One row per nucleus (see MEASUREMENT_COLUMNS); intensities in the input file's own units."""
+def measure_nuclei(stem: str, labels: np.ndarray, image: np.ndarray, pixel_size: float | None = None) -> list[tuple]:
+    """One row per nucleus (see MEASUREMENT_COLUMNS), unrounded; intensities in the input file's own
+    units; the micrometre columns filled when `pixel_size` (um per pixel) is known, else empty."""
     rows = []
     for region in regionprops(labels, intensity_image=intensity_plane(image)):
-        y, x = region.centroid
-        rows.append(
-            (
-                stem,
-                region.label,
-                int(region.area),
-                round(y, 2),
-                round(x, 2),
-                round(region.equivalent_diameter_area, 3),
-                round(region.eccentricity, 4),
-                round(float(region.intensity_mean), 3),
-            )
-        )
+        y, x = (float(c) for c in region.centroid)
+        area, diameter = int(region.area), float(region.equivalent_diameter_area)
+        in_pixels = (stem, region.label, area, y, x, diameter, float(region.eccentricity), float(region.intensity_mean))
+        if pixel_size is None:
+            rows.append(in_pixels + ("",) * len(MICROMETRE_COLUMNS))
+        else:
+            rows.append(in_pixels + (area * pixel_size**2, y * pixel_size, x * pixel_size, diameter * pixel_size))
     return rows
 
 
+DECIMALS = {"centroid_y": 2, "centroid_x": 2, "equivalent_diameter": 3, "eccentricity": 4, "mean_intensity": 3}  # the CSV's; um columns get 4
+
+
 def measurements_csv(rows: list[tuple]) -> str:
-    """CSV text of measurement rows under MEASUREMENT_COLUMNS."""
-    return csv_text(MEASUREMENT_COLUMNS, rows)
+    """CSV text of measurement rows under MEASUREMENT_COLUMNS, floats rounded for reading."""
+
+    def rounded(column: str, value: object) -> object:
+        return round(value, DECIMALS.get(column, 4)) if isinstance(value, float) else value
+
+    return csv_text(MEASUREMENT_COLUMNS, (tuple(rounded(c, v) for c, v in zip(MEASUREMENT_COLUMNS, row)) for row in rows))
 
 
 def overlay(rgb8: np.ndarray, labels: np.ndarray) -> np.ndarray:
