@@ -87,6 +87,13 @@ def broken_link(folder: Path) -> None:
     (folder / "gone.png").symlink_to(folder / "nowhere.png")
 
 
+def multi_page(folder: Path) -> None:
+    """Pages written one by one without metadata (as many programs do): tifffile reads them as a sequence (I)."""
+    with tifffile.TiffWriter(folder / "pages.tif") as writer:
+        for value in range(4):
+            writer.write(np.full((48, 48), value, np.uint8), metadata=None)
+
+
 def folder_named_like_an_image(folder: Path) -> None:
     (folder / "folder.png").mkdir()
 
@@ -102,8 +109,12 @@ BAD_FILES = {
     "text as bmp": (raw("text.bmp", b"plain text\n"), "text.bmp", "cannot be decoded"),
     "one pixel": (png("dot.png", np.zeros((1, 1), np.uint8)), "dot.png", "too small"),
     "one row": (png("row.png", np.zeros((1, 300), np.uint8)), "row.png", "too small"),
-    "z stack": (tif("stack.tif", np.zeros((5, 64, 64), np.uint8), metadata={"axes": "ZYX"}), "stack.tif", "stack"),
-    "time series": (tif("movie.tif", np.zeros((3, 64, 64), np.uint16), imagej=True, metadata={"axes": "TYX"}), "movie.tif", "stack"),
+    "3-d stack, axes not recorded": (
+        tif("unnamed.tif", np.zeros((5, 64, 64), np.uint8), photometric="minisblack"),
+        "unnamed.tif",
+        "meaning the file does not record (axes QYX, shape (5, 64, 64)); name the axes with --axes, e.g. --axes ZYX",
+    ),
+    "multi-page tiff, axes not recorded": (multi_page, "pages.tif", "name the axes with --axes"),
     "five channels": (tif("five.tif", np.zeros((5, 64, 64), np.uint8), metadata={"axes": "CYX"}), "five.tif", "channel"),
     "two channels": (tif("two.tif", np.zeros((2, 64, 64), np.uint16), imagej=True, metadata={"axes": "CYX"}), "two.tif", "channel"),
     "three-channel composite (not RGB)": (
@@ -116,7 +127,6 @@ BAD_FILES = {
         "four.tif",
         "--channel 0..3",
     ),
-    "4-d hyperstack": (tif("hyper.tif", np.zeros((2, 3, 32, 32), np.uint8), imagej=True, metadata={"axes": "TZYX"}), "hyper.tif", "stack"),
     "complex pixels": (tif("complex.tif", np.zeros((32, 32), np.complex64)), "complex.tif", "complex"),
     "all NaN": (tif("nan.tif", np.full((64, 64), np.nan, np.float32)), "nan.tif", "no finite"),
     "broken link": (broken_link, "gone.png", "broken"),
@@ -124,6 +134,9 @@ BAD_FILES = {
 
 # valid images with nothing (or little) in them: segmented, no failure
 DEGENERATE = {
+    "empty z stack": tif("stack.tif", np.zeros((5, 64, 64), np.uint8), imagej=True, metadata={"axes": "ZYX"}),
+    "empty time series": tif("movie.tif", np.zeros((3, 64, 64), np.uint16), imagej=True, metadata={"axes": "TYX"}),
+    "empty 4-d hyperstack": tif("hyper.tif", np.zeros((2, 3, 32, 32), np.uint8), imagej=True, metadata={"axes": "TZYX"}),
     "black png": png("black.png", np.zeros((80, 80), np.uint8)),
     "white png": png("white.png", np.full((80, 80), 255, np.uint8)),
     "flat 16-bit": tif("flat16.tif", np.full((80, 80), 1234, np.uint16)),

@@ -38,7 +38,7 @@ from workflow.batch import predict_folder
 from workflow.cluster_folder import cluster_folder
 from workflow.config import TRAIN_STAGES, NucflowConfig
 from workflow.core.files import InputError, csv_text, list_images, write_json, write_text
-from workflow.core.images import InputConfig, read_image, to_rgb8
+from workflow.core.images import InputConfig, read_input, to_rgb8
 from workflow.core.labels import read_labels, write_labels
 from workflow.core.measure import write_png
 from workflow.core.runtime import resolve_device
@@ -214,7 +214,7 @@ def synthetic_pairs(run: RunLayout, clusters: list[int], norm: InputConfig) -> l
     for cluster in clusters:
         folder = run.synthetic(cluster)
         for image in sorted((folder / "images").glob("*.png")):
-            pairs.append((to_rgb8(read_image(image, norm.channel), norm), read_labels(folder / "masks" / f"{image.stem}.tif")))
+            pairs.append((to_rgb8(read_input(image, norm), norm), read_labels(folder / "masks" / f"{image.stem}.tif")))
     return pairs
 
 

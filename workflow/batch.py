@@ -25,12 +25,13 @@ from tqdm import tqdm
 from workflow.config import NucflowConfig
 from workflow.core.calibration import read_pixel_size
 from workflow.core.files import InputError, gather_images, label_path, measurement_path, remove_partial_files, write_text
-from workflow.core.images import read_image, to_rgb8, write_probability
-from workflow.core.labels import count_objects, write_labels
+from workflow.core.images import read_planes, to_rgb8, write_probability
+from workflow.core.labels import count_objects, write_label_stack, write_labels
 from workflow.core.measure import measure_nuclei, measurements_csv, overlay, write_png
 from workflow.core.rois import write_rois
 from workflow.predict import Prediction, Segmenter, build_segmenter
 from workflow.run_outputs import write_run_outputs
+from workflow.stacks import count_stack_objects, measure_stack, segment_stack
 
 log = logging.getLogger(__name__)
 _SEGMENTERS: dict[str, Segmenter] = {}  # per process: a worker loads its models once, not once per image
@@ -104,32 +105,59 @@ def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | 
         torch.set_num_threads(threads)
     warnings = []
     try:
-        image = read_image(path, cfg.input.channel)
-        if image.ndim == 3 and image.shape[2] == 4 and image[:, :, 3].min() != image[:, :, 3].max():
+        image, stack_axes = read_planes(path, cfg.input.channel, cfg.input.axes)
+        if image.shape[-1] == 4 and image.ndim == 3 + len(stack_axes) and image[..., 3].min() != image[..., 3].max():
             warnings.append(f"{path}: its 4th channel varies, so it is not a plain alpha channel; it is left out (--channel 3 segments it)")
         if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
             warnings.append(f"{path}: {int((~np.isfinite(image)).sum())} non-finite pixels (NaN or inf) left out of the intensity stretch")
-        rgb8 = to_rgb8(image, cfg.input)
-        prediction = cached_segmenter(cfg)(rgb8)
-        if prediction.diameter is None:
-            warnings.append(f"{path}: no nucleus found by the size estimate; segmented unscaled")
         pixel_size = cfg.input.pixel_size or read_pixel_size(path)
-        write_all_or_nothing(out_dir, path.stem, image, rgb8, prediction, cfg, pixel_size)
+        if stack_axes:
+            nuclei = _segment_stack_file(path, image, stack_axes, out_dir, cfg, pixel_size, warnings)
+        else:
+            rgb8 = to_rgb8(image, cfg.input)
+            prediction = cached_segmenter(cfg)(rgb8)
+            if prediction.diameter is None:
+                warnings.append(f"{path}: no nucleus found by the size estimate; segmented unscaled")
+            write_all_or_nothing(out_dir, path.stem, functools.partial(write_image_outputs, out_dir, path.stem, image, rgb8, prediction, cfg, pixel_size))
+            nuclei = count_objects(prediction.labels)
     except InputError as error:
         return ImageResult(path.stem, error=str(error), warnings=warnings)
     except Exception as error:  # noqa: BLE001 - reported per image; the run's exit status says it failed
         return ImageResult(path.stem, error=f"{path}: {type(error).__name__}: {error}", warnings=warnings)
-    return ImageResult(path.stem, count_objects(prediction.labels), warnings=warnings)
+    return ImageResult(path.stem, nuclei, warnings=warnings)
 
 
-def write_all_or_nothing(
-    out_dir: Path, stem: str, image: np.ndarray, rgb8: np.ndarray, prediction: Prediction, cfg: NucflowConfig, pixel_size: float | None = None
-) -> None:
-    """`write_image_outputs`, removing what it wrote of this image when a write fails, so a rerun
-    finds the image either finished or not started; the error names the folder, not a temporary file."""
+def _segment_stack_file(
+    path: Path, stack: np.ndarray, stack_axes: str, out_dir: Path, cfg: NucflowConfig, pixel_size: float | None, warnings: list[str]
+) -> int:
+    """Segment a Z/T stack and write its label stack and measurements; returns its object count."""
+    skipped = [
+        flag
+        for flag, wanted in (("--overlays", cfg.output.overlays), ("--rois", cfg.output.rois), ("--keep-intermediate", cfg.output.keep_intermediate))
+        if wanted
+    ]
+    if skipped:
+        warnings.append(f"{path}: {', '.join(skipped)} not written for stacks (2-D images only)")
+    labels = segment_stack(path, stack, stack_axes, cached_segmenter(cfg), cfg, warnings)
+    rows = measure_stack(path.stem, labels, stack, stack_axes, pixel_size)
+
+    def write_outputs(written: list[Path]) -> None:
+        written.append(measurement_path(out_dir, path.stem))
+        write_text(written[-1], measurements_csv(rows))
+        written.append(label_path(out_dir, path.stem))
+        write_label_stack(written[-1], labels, stack_axes + "YX", pixel_size)
+
+    write_all_or_nothing(out_dir, path.stem, write_outputs)
+    return count_stack_objects(labels, cfg.stack.stitch_threshold > 0)
+
+
+def write_all_or_nothing(out_dir: Path, stem: str, write_outputs: Callable[[list[Path]], None]) -> None:
+    """Run `write_outputs(written)` (which adds each path to `written` before writing it), removing what it
+    wrote of this image when a write fails, so a rerun finds the image either finished or not started;
+    the error names the folder, not a temporary file."""
     written: list[Path] = []
     try:
-        write_image_outputs(out_dir, stem, image, rgb8, prediction, cfg, pixel_size, written)
+        write_outputs(written)
     except OSError as error:
         for path in written:
             path.unlink(missing_ok=True)

@@ -31,6 +31,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     stretch.add_argument("--no-normalize", action="store_true", help="no stretch: 8-bit as it is, 16-bit / 257, float x 255")
     stretch.add_argument("--per-channel", action="store_true", help="stretch each colour channel on its own (default: one range for all)")
     stretch.add_argument("--channel", type=int, metavar="N", help="the nuclear channel of multi-channel images (a TIFF's channels, or R, G, B = 0, 1, 2)")
+    stretch.add_argument("--axes", metavar="AXES", help="a TIFF's dimensions where its metadata does not say, one letter each: T Z C Y X (e.g. ZYX, CYX)")
     stretch.add_argument("--stretch-8bit", action="store_true", help="stretch 8-bit images too (default: as they are, as the shipped models learned them)")
 
 
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--fast", dest="method", action="store_const", const="fast", help="Mask R-CNN presegmentation only")
     mode.add_argument("--full", dest="method", action="store_const", const="full", help="refined prediction")
     predict.add_argument("--diameter", type=float, help="median nucleus diameter in pixels (skips the size estimate)")
+    predict.add_argument(
+        "--stitch-threshold",
+        type=float,
+        metavar="IOU",
+        help="stacks: join objects of consecutive planes that overlap by this IoU into 3-D objects (default 0: off)",
+    )
     predict.add_argument(
         "--pixel-size", type=float, metavar="UM", help="micrometres per pixel, for every image (default: each file's own calibration, when it has one)"
     )
@@ -166,6 +173,8 @@ def _apply_input_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None
         changes["stretch_8bit"] = True
     if args.channel is not None:
         changes["channel"] = args.channel
+    if args.axes is not None:
+        changes["axes"] = args.axes.upper()
     try:
         cfg.input = replace(cfg.input, **changes)
     except ValueError as error:
@@ -180,6 +189,8 @@ def _apply_predict_options(args: argparse.Namespace, cfg: "NucflowConfig") -> No
         cfg.size.diameter = args.diameter
     if args.pixel_size is not None:
         cfg.input.pixel_size = args.pixel_size
+    if args.stitch_threshold is not None:
+        cfg.stack.stitch_threshold = args.stitch_threshold
     if args.params:
         cfg.full.params = args.params
     cfg.output.keep_intermediate |= args.keep_intermediate

@@ -18,7 +18,7 @@ from clustering.kmeans import Clustering, cluster_styles
 from workflow.batch import check_writable
 from workflow.config import NucflowConfig
 from workflow.core.files import InputError, csv_text, list_images, write_text
-from workflow.core.images import read_image, to_rgb8
+from workflow.core.images import read_input, to_rgb8
 from workflow.core.measure import write_png
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def cluster_folder(images_dir: str | os.PathLike, out_dir: str | os.PathLike, cf
     stems, images, features, failed = [], [], [], 0
     for path in tqdm(list_images(images_dir), desc="style descriptors", unit="img"):
         try:
-            rgb8 = to_rgb8(read_image(path, cfg.input.channel), cfg.input)
+            rgb8 = to_rgb8(read_input(path, cfg.input), cfg.input)
         except InputError as error:
             log.error("%s", error)
             failed += 1

@@ -43,6 +43,13 @@ class SizeConfig:
 
 
 @dataclass
+class StackConfig:
+    """Z-stacks and time series: segmented plane by plane, the nucleus size estimated once per stack."""
+
+    stitch_threshold: float = 0.0  # join objects of consecutive planes (the last stack axis) overlapping by this IoU; 0 = planes stay separate
+
+
+@dataclass
 class OutputConfig:
     """What a prediction run writes besides `labels/<stem>.tif`, `sizes.csv` and `config.json`."""
 
@@ -92,6 +99,7 @@ class NucflowConfig:
     full: FullConfig = field(default_factory=FullConfig)
     views: ViewsConfig = field(default_factory=ViewsConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    stack: StackConfig = field(default_factory=StackConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     method: str = "fast"  # prediction: "classic" (no network), "fast" (Mask R-CNN) or "full" (refined)
     device: str = "auto"  # "auto" (GPU when there is one), "cpu", "cuda", "cuda:1", ...

@@ -19,8 +19,8 @@ from matplotlib.ticker import MaxNLocator
 
 from workflow.config import NucflowConfig
 from workflow.core.files import label_path
-from workflow.core.images import read_image, resize_image, scaled_shape, to_rgb8
-from workflow.core.labels import read_labels, resize_labels
+from workflow.core.images import read_planes, resize_image, scaled_shape, to_rgb8
+from workflow.core.labels import resize_labels
 from workflow.core.measure import overlay, png_bytes
 from workflow.core.metrics import ImageScores
 from workflow.evaluate import score_folders
@@ -50,10 +50,18 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
+def middle_plane(planes: np.ndarray, stack_axes: str) -> np.ndarray:
+    """A stack's middle plane (its first axes flattened); a 2-D image as it is."""
+    if not stack_axes:
+        return planes
+    flat = planes.reshape((-1,) + planes.shape[len(stack_axes) :])
+    return flat[len(flat) // 2]
+
+
 def thumbnail(row: ImageRow, out_dir: Path, cfg: NucflowConfig) -> str:
     """The image with its nucleus contours, longest side THUMBNAIL_SIDE, as a data URI."""
-    rgb8 = to_rgb8(read_image(row.path, cfg.input.channel), cfg.input)
-    labels = read_labels(label_path(out_dir, row.stem))
+    rgb8 = to_rgb8(middle_plane(*read_planes(row.path, cfg.input.channel, cfg.input.axes)), cfg.input)
+    labels = middle_plane(*read_planes(label_path(out_dir, row.stem))).astype(np.int32)
     shape = scaled_shape(rgb8.shape, min(1.0, THUMBNAIL_SIDE / max(rgb8.shape[:2])))
     return data_uri(png_bytes(overlay(resize_image(rgb8, shape), resize_labels(labels, shape))))
 

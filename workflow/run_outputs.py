@@ -15,7 +15,7 @@ import numpy as np
 from workflow.config import NucflowConfig
 from workflow.core.calibration import read_pixel_size
 from workflow.core.files import csv_text, label_path, measurement_path, write_text
-from workflow.core.images import read_image
+from workflow.core.images import InputConfig, read_input
 from workflow.core.labels import labels_to_rle, read_labels
 from workflow.core.measure import MEASUREMENT_COLUMNS, measure_nuclei, measurements_csv
 from workflow.report import ImageRow, build_report
@@ -24,12 +24,12 @@ log = logging.getLogger(__name__)
 DIAMETER = MEASUREMENT_COLUMNS.index("equivalent_diameter")
 
 
-def image_measurements(out_dir: Path, image_path: Path, channel: int | None = None) -> list[list[str]]:
+def image_measurements(out_dir: Path, image_path: Path, norm: InputConfig) -> list[list[str]]:
     """The image's per-nucleus rows (as CSV strings); recomputed from its labels if the table is missing."""
     path = measurement_path(out_dir, image_path.stem)
     if not path.is_file():
         labels_file = label_path(out_dir, image_path.stem)
-        nuclei = measure_nuclei(image_path.stem, read_labels(labels_file), read_image(image_path, channel), read_pixel_size(labels_file))
+        nuclei = measure_nuclei(image_path.stem, read_labels(labels_file), read_input(image_path, norm), read_pixel_size(labels_file))
         write_text(path, measurements_csv(nuclei))
     return list(csv.reader(io.StringIO(path.read_text())))[1:]
 
@@ -56,7 +56,7 @@ def write_run_outputs(out_dir: Path, images: list[Path], cfg: NucflowConfig, sum
     finished = [p for p in images if label_path(out_dir, p.stem).is_file()]
     rows, all_rows = [], []
     for path in finished:
-        nuclei = image_measurements(out_dir, path, cfg.input.channel)
+        nuclei = image_measurements(out_dir, path, cfg.input)
         diameters = np.array([float(r[DIAMETER]) for r in nuclei])
         rows.append(ImageRow(path, len(nuclei), float(np.median(diameters)) if nuclei else None, diameters))
         all_rows.extend(nuclei)

@@ -14,7 +14,7 @@ from postprocess.search import Case, best_params, load_cases, plot_progress, sav
 from workflow.batch import check_writable
 from workflow.config import NucflowConfig
 from workflow.core.files import InputError, list_images, write_json
-from workflow.core.images import read_image, to_rgb8
+from workflow.core.images import read_input, to_rgb8
 from workflow.core.labels import read_labels
 from workflow.full import network_outputs
 from workflow.predict import load_models, model_errors, size_estimator
@@ -29,7 +29,7 @@ def build_cases(images_dir: Path, masks_dir: Path, cfg: NucflowConfig) -> list[C
     estimate = size_estimator(models, cfg)
     cases = []
     for path in tqdm(list_images(images_dir), desc="network outputs", unit="img"):
-        rgb8 = to_rgb8(read_image(path, cfg.input.channel), cfg.input)
+        rgb8 = to_rgb8(read_input(path, cfg.input), cfg.input)
         mask_path = find_mask(masks_dir, path.stem)
         truth = read_labels(mask_path)
         if truth.shape != rgb8.shape[:2]:

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from workflow.core.files import InputError, list_images
-from workflow.core.images import InputConfig, read_image, resize_image, scaled_shape, size_scale, to_rgb8
+from workflow.core.images import InputConfig, read_input, resize_image, scaled_shape, size_scale, to_rgb8
 from workflow.core.labels import median_diameter, read_labels, resize_labels
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def read_types(data_dir: Path, stems: list[str]) -> list[str] | None:
 
 def load_pair(image_path: Path, mask_path: Path, norm: InputConfig | None = None) -> Pair:
     """(rgb8 image, labels) at the file's own scale, with a size check."""
-    image = to_rgb8(read_image(image_path, norm.channel), norm)
+    image = to_rgb8(read_input(image_path, norm), norm)
     labels = read_labels(mask_path)
     if labels.shape != image.shape[:2]:
         raise InputError(mask_path, f"mask size {labels.shape} does not match image size {image.shape[:2]} of {image_path.name}")

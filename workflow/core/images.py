@@ -18,16 +18,33 @@ import tifffile
 
 from workflow.core.files import IMAGE_SUFFIXES, InputError, atomic_path
 
-STACK_AXES = set("ZTQIR")  # tifffile axis letters that make an image a stack, not a plane
+STACK_AXES = set("TZ")  # tifffile axis letters of a stack's planes (time points, focal planes)
+KNOWN_AXES = STACK_AXES | set("CSYX")  # other letters (Q, I, R: tifffile's "unknown", "sequence", ...) need --axes
 
 
-def read_image(path: str | os.PathLike, channel: int | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike, channel: int | None = None, axes: str | None = None) -> np.ndarray:
     """Read one 2-D image (png, tif/tiff, bmp, jpg) as (H, W) or (H, W, 3|4), RGB order; with
-    `channel`, that channel alone as (H, W) (a TIFF's C axis, or a colour image's R, G, B, A).
+    `channel`, that channel alone as (H, W) (a TIFF's C axis, or a colour image's R, G, B, A);
+    `axes` names a TIFF's dimensions where its metadata cannot (e.g. "CYX").
 
     Raises `InputError` with a one-line message for a missing, empty, truncated, non-image or
     multi-plane (3-D stack) file, and for a TIFF with a channel (C) axis read without `channel`.
     """
+    planes, stack_axes = read_planes(path, channel, axes)
+    if stack_axes:
+        raise InputError(path, f"is a stack of {planes.shape[: len(stack_axes)]} planes (axes {stack_axes}); give one 2-D image per file")
+    return planes
+
+
+def read_input(path: str | os.PathLike, norm: InputConfig) -> np.ndarray:
+    """`read_image` with the input settings' channel and axes."""
+    return read_image(path, norm.channel, norm.axes)
+
+
+def read_planes(path: str | os.PathLike, channel: int | None = None, axes: str | None = None) -> tuple[np.ndarray, str]:
+    """Read an image or a Z/T stack: (array, stack axes). The array is (*stack, H, W) or (*stack, H, W, 3|4)
+    with the stack's axes first in the file's order ("TZ", "Z", ...; "" for a single plane); each plane
+    is what `read_image` returns. Stacks come from TIFF metadata (ImageJ, OME) or `axes`."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
@@ -40,11 +57,18 @@ def read_image(path: str | os.PathLike, channel: int | None = None) -> np.ndarra
         raise InputError(path, "not a regular file")
     if path.stat().st_size == 0:
         raise InputError(path, "empty file (0 bytes)")
+    if axes is not None and suffix not in (".tif", ".tiff"):
+        raise InputError(path, "--axes applies to TIFF files only")
     try:
-        image = _read_tiff(path, channel is not None) if suffix in (".tif", ".tiff") else _read_raster(path)
+        image, stack_axes = _read_tiff(path, channel is not None, axes) if suffix in (".tif", ".tiff") else (_read_raster(path), "")
     except OSError as error:
         raise InputError(path, f"cannot be read ({error.strerror or error})") from None
-    return _validate(path, image if channel is None else _one_channel(path, image, channel))
+    if not stack_axes:
+        return _validate(path, image if channel is None else _one_channel(path, image, channel)), ""
+    stack_shape = image.shape[: len(stack_axes)]
+    planes = [image[index] for index in np.ndindex(*stack_shape)]
+    planes = [_validate(path, plane if channel is None else _one_channel(path, plane, channel)) for plane in planes]
+    return np.stack(planes).reshape(stack_shape + planes[0].shape), stack_axes
 
 
 def _read_raster(path: Path) -> np.ndarray:
@@ -75,31 +99,53 @@ def _one_channel(path: Path, image: np.ndarray, channel: int) -> np.ndarray:
     return image[:, :, channel] if image.ndim == 3 else image
 
 
-def _read_tiff(path: Path, channel_given: bool = False) -> np.ndarray:
-    """TIFF through tifffile; rejects stacks, and a C axis unless a channel is to be taken from it;
-    moves channels (C, or planar samples) last."""
+def _read_tiff(path: Path, channel_given: bool = False, axes: str | None = None) -> tuple[np.ndarray, str]:
+    """TIFF through tifffile: (array, stack axes) with the stack axes (Z, T, ...) first, then Y, X and
+    channels (C, or samples) last; a C axis is refused unless a channel is to be taken from it.
+    `axes` (one letter per dimension, e.g. "ZYX" or "CYX") replaces what the metadata says."""
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            axes = series.axes
             image = series.asarray()
+            axes_read = series.axes
     except OSError:
         raise
     except Exception as error:  # tifffile raises many types for corrupt files
         raise InputError(path, f"cannot be read as TIFF ({type(error).__name__}: {error})") from None
-    shape = dict(zip(axes, image.shape))
-    stack = {a: n for a, n in shape.items() if a in STACK_AXES and n > 1}
-    if stack:
-        raise InputError(path, f"is a {image.ndim}-D stack (axes {axes}, shape {image.shape}); give one 2-D image per file")
-    channels = shape.get("C", 1)
-    if channels > 1:  # a C axis holds channels (RGB is S, samples): never a silent guess of the nuclear channel
-        if not channel_given:
-            raise InputError(path, f"has {channels} channels (axes {axes}, shape {image.shape}); give the nuclear one with --channel 0..{channels - 1}")
-        return np.squeeze(np.moveaxis(image, axes.index("C"), -1))  # (H, W, C): read_image takes the channel
-    image = np.squeeze(image)
-    if image.ndim == 3 and image.shape[0] in (2, 3, 4) and image.shape[-1] > 4:
-        image = np.moveaxis(image, 0, -1)  # planar (C, H, W) -> (H, W, C)
-    return image
+    if axes is not None:
+        axes_read = _checked_axes(path, axes.upper(), image.shape)
+    kept = [i for i, (a, n) in enumerate(zip(axes_read, image.shape)) if n > 1 or a in "YX"]
+    image = image.reshape([image.shape[i] for i in kept])
+    axes_read = "".join(axes_read[i] for i in kept)
+    unknown = [a for a in axes_read if a not in KNOWN_AXES]
+    if unknown:
+        size = image.shape[axes_read.index(unknown[0])]
+        raise InputError(
+            path,
+            f"has an axis of {size} whose meaning the file does not record (axes {axes_read}, shape {image.shape}); "
+            f"name the axes with --axes, e.g. --axes {'Z' + axes_read[-2:] if len(axes_read) == 3 else 'TZYX'} for planes or --axes C{axes_read[-2:]} for channels",
+        )
+    if "Y" not in axes_read or "X" not in axes_read:
+        raise InputError(path, f"has no Y and X axes (axes {axes_read}, shape {image.shape}); name them with --axes")
+    stack_axes = "".join(a for a in axes_read if a in STACK_AXES)
+    channel_axes = "".join(a for a in axes_read if a not in STACK_AXES and a not in "YX")
+    if len(channel_axes) > 1:
+        raise InputError(path, f"has several channel axes (axes {axes_read}, shape {image.shape}); name them with --axes")
+    channels = dict(zip(axes_read, image.shape)).get("C", 1)
+    if channels > 1 and not channel_given:  # a C axis holds channels (RGB is S, samples): never a silent guess of the nuclear channel
+        raise InputError(path, f"has {channels} channels (axes {axes_read}, shape {image.shape}); give the nuclear one with --channel 0..{channels - 1}")
+    order = [axes_read.index(a) for a in stack_axes + "YX" + channel_axes]
+    image = np.transpose(image, order)
+    if not stack_axes and not channel_axes and image.ndim == 2:
+        return image, ""
+    return image, stack_axes
+
+
+def _checked_axes(path: Path, axes: str, shape: tuple[int, ...]) -> str:
+    """`--axes` checked against the array: one known letter per dimension, Y and X once each."""
+    if len(axes) != len(shape) or len(set(axes)) != len(axes) or not set(axes) <= KNOWN_AXES:
+        raise InputError(path, f"--axes {axes}: the file has {len(shape)} dimensions (shape {shape}); give one letter each from T Z C Y X (S for RGB samples)")
+    return axes
 
 
 def _validate(path: Path, image: np.ndarray) -> np.ndarray:
@@ -130,6 +176,7 @@ class InputConfig:
     per_channel: bool = False  # colour images: stretch each channel on its own (False: one range for all, keeping the colour balance)
     stretch_8bit: bool = False  # 8-bit images stretched too (for models trained so; the shipped ones learned them as they are)
     channel: int | None = None  # the nuclear channel of multi-channel files (a TIFF's C axis, or R, G, B = 0, 1, 2); None: gray or RGB as is
+    axes: str | None = None  # a TIFF's dimensions, one letter each (T Z C Y X, S = RGB samples), where its metadata does not say
     pixel_size: float | None = None  # micrometres per pixel for every image, over what the files record; None: from each file's metadata
 
     def __post_init__(self) -> None:

@@ -51,6 +51,52 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, pixel_size: float 
         tifffile.imwrite(tmp, labels.astype(dtype), compression="zlib", photometric="minisblack", **calibration)
 
 
+def write_label_stack(path: str | os.PathLike, labels: np.ndarray, axes: str, pixel_size: float | None = None) -> None:
+    """Write a stack of label planes, shape (*stack, H, W) with `axes` naming all of them (e.g. "TZYX"),
+    as a compressed uint16 ImageJ hyperstack (uint32 plain TIFF past 65535 objects), atomically."""
+    if labels.ndim != len(axes) or not axes.endswith("YX"):
+        raise ValueError(f"labels of shape {labels.shape} do not match axes {axes!r}")
+    dtype = np.uint16 if labels.max(initial=0) <= MAX_LABEL else np.uint32
+    imagej = dtype == np.uint16 and axes in ("ZYX", "TYX", "TZYX")
+    options = calibration_tags(pixel_size, imagej) if pixel_size is not None else ({"imagej": True} if imagej else {})
+    metadata = {**options.pop("metadata", {}), "axes": axes}
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, labels.astype(dtype), compression="zlib", photometric="minisblack", metadata=metadata, **options)
+
+
+def stitch_planes(stack: np.ndarray, threshold: float) -> np.ndarray:
+    """Join the 2-D objects of consecutive planes (axis 0) into 3-D objects: an object takes the label
+    of the object in the previous plane it overlaps most, when their intersection over union is at
+    least `threshold` (Cellpose's --stitch_threshold) and no better match took it; others get new labels."""
+    out = np.zeros(stack.shape, np.int32)
+    next_label = 1
+    for index, plane in enumerate(stack):
+        plane = relabel(plane)
+        count = int(plane.max())
+        mapping = np.zeros(count + 1, np.int32)
+        if index > 0 and count and out[index - 1].any():
+            previous = out[index - 1]
+            pairs = plane.astype(np.int64) * (int(previous.max()) + 1) + previous
+            overlap = np.bincount(pairs.ravel(), minlength=(count + 1) * (int(previous.max()) + 1)).reshape(count + 1, -1)
+            areas, previous_areas = overlap.sum(axis=1), overlap.sum(axis=0)
+            overlap[:, 0] = 0
+            best = overlap.argmax(axis=1)
+            intersection = overlap[np.arange(count + 1), best]
+            union = areas + previous_areas[best] - intersection
+            iou = np.where(union > 0, intersection / np.maximum(union, 1), 0.0)
+            taken: set[int] = set()
+            for label in np.argsort(-iou, kind="stable"):  # best matches first; each object of the previous plane continues once
+                if label and intersection[label] > 0 and iou[label] >= threshold and int(best[label]) not in taken:
+                    mapping[label] = best[label]
+                    taken.add(int(best[label]))
+        for label in range(1, count + 1):
+            if not mapping[label]:
+                mapping[label] = next_label
+                next_label += 1
+        out[index] = mapping[plane]
+    return out
+
+
 def relabel(labels: np.ndarray) -> np.ndarray:
     """Renumber objects 1..n in order of their old labels (background stays 0)."""
     return relabel_sequential(np.asarray(labels).astype(np.int32, copy=False))[0]
