@@ -98,6 +98,23 @@ class Segmenter:
         prediction = self._segment(network_input(image, channel, self.config.input), diameter)
         return (prediction.labels, prediction.intermediate) if maps else prediction.labels
 
+    def segment_stack(self, stack: np.ndarray, diameter: float | None = None, channel: int | None = None, stitch_threshold: float = 0.0) -> np.ndarray:
+        """Labels (N, H, W) of a stack of N planes along its first axis (a Z-stack or a time series;
+        reshape a TZYX array to (T*Z, Y, X), or loop over T). The nucleus size is estimated once, on the
+        middle plane (or `diameter`); `stitch_threshold` > 0 joins objects of consecutive planes that
+        overlap by that IoU into one label (0: each plane numbered on its own)."""
+        from workflow.stacks import label_planes
+
+        stack = np.asarray(stack)
+        if stack.ndim < 3:
+            raise ValueError(f"a stack needs a plane axis first: got shape {stack.shape} (use segment() for one image)")
+        if diameter is not None and not diameter > 0:
+            raise ValueError(f"diameter must be a positive number of pixels, not {diameter}")
+        if not 0 <= stitch_threshold <= 1:
+            raise ValueError(f"stitch_threshold is an intersection over union in [0, 1], not {stitch_threshold}")
+        rgb8s = [network_input(plane, channel, self.config.input) for plane in stack]
+        return label_planes(rgb8s, self._segment, diameter, stitch_threshold)[0]
+
 
 def measure(labels: np.ndarray, image: np.ndarray | None = None, pixel_size: float | None = None) -> list[dict]:
     """One dict per nucleus: label, area, centroid, equivalent diameter, eccentricity and (with

@@ -63,3 +63,23 @@ def test_fast_segmenter_on_a_2d_uint16_array():
     image = nucleus_image(truth).astype(np.uint16) * 50
     labels, maps = nucflow.Segmenter("fast", settings=["device=cpu"]).segment(image, maps=True)
     assert maps == {} and nucflow.evaluate(labels, truth).ap50 == 1.0
+
+
+def test_segment_stack_estimates_once_and_stitches_planes():
+    truth = np.stack([disks((128, 128), ((30, 30 + 2 * k), (30, 90), (90, 60)), 12) for k in range(4)])
+    stack = np.stack([np.stack([nucleus_image(plane, seed=k)] * 2) for k, plane in enumerate(truth)]).astype(np.uint16)  # Z, C, Y, X
+    segmenter = nucflow.Segmenter("classic")
+    calls = []
+    estimate = segmenter._segment.estimate
+    segmenter._segment.estimate = lambda rgb8: calls.append(1) or estimate(rgb8)
+    separate = segmenter.segment_stack(stack, channel=1)
+    assert separate.shape == truth.shape and len(calls) == 1  # one size estimate for the stack
+    assert [int(plane.max()) for plane in separate] == [3, 3, 3, 3]
+    joined = segmenter.segment_stack(stack, channel=1, stitch_threshold=0.5)
+    assert np.unique(joined).size == 4  # three 3-D nuclei
+    for k in range(4):
+        assert nucflow.evaluate(joined[k], truth[k]).f1 == 1.0
+    with pytest.raises(ValueError, match="a stack needs a plane axis"):
+        segmenter.segment_stack(stack[0, 0])
+    with pytest.raises(ValueError, match="stitch_threshold is an intersection over union"):
+        segmenter.segment_stack(stack, channel=1, stitch_threshold=2)
