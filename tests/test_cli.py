@@ -102,7 +102,7 @@ def test_calibration_flows_from_an_ome_tiff_into_labels_and_measurements(folders
     plane = cv2.imread(str(images / "img0.png"), cv2.IMREAD_GRAYSCALE).astype(np.uint16) * 100
     tifffile.imwrite(images / "ome.ome.tif", plane, metadata={"axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeXUnit": "µm"})
     out = tmp_path / "out"
-    assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--diameter", "24", "--no-report"]) == 0
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--diameter", "24"]) == 0
     assert read_pixel_size(out / "labels" / "ome.ome.tif") == pytest.approx(0.5)
     assert read_pixel_size(out / "labels" / "img0.tif") is None
     rows = list(csv.DictReader((out / "measurements.csv").open()))
@@ -114,6 +114,9 @@ def test_calibration_flows_from_an_ome_tiff_into_labels_and_measurements(folders
     assert all(r["area_um2"] == "" for r in rows if r["image"] == "img0")
     sizes = {r["image"]: r["pixel_size_um"] for r in csv.DictReader((out / "sizes.csv").open())}
     assert sizes["ome.ome"] == "0.5" and sizes["img0"] == ""
+    page = (out / "report.html").read_text()
+    median_um = np.median([float(r["equivalent_diameter"]) for r in calibrated]) * 0.5
+    assert "<th>median diameter (µm)</th>" in page and "<td>ome.ome</td><td>3</td>" in page and f"<td>{median_um:.2f}</td><td>0.5</td>" in page
 
     given = tmp_path / "given"
     assert main(["predict", str(images / "img0.png"), "-o", str(given), "--method", "classic", "--pixel-size", "0.2", "--no-report"]) == 0
@@ -162,6 +165,7 @@ def test_normalisation_flags_are_recorded_and_bad_percentiles_refused(folders, t
         "per_channel": True,
         "stretch_8bit": False,
         "channel": None,
+        "axes": None,
         "pixel_size": None,
     }
     plain = tmp_path / "plain"

@@ -18,7 +18,7 @@ BAD = {  # file name -> words its one-line error must contain
     "empty.png": "empty",
     "truncated.png": "truncated",
     "text.png": "cannot be decoded",
-    "stack.tif": "stack",
+    "unnamed_axes.tif": "name the axes with --axes",
     "tiny.png": "too small",
 }
 DEGENERATE = ("black.png", "flat16.tif")  # valid images with nothing in them: no nucleus, no failure
@@ -35,7 +35,8 @@ def corpus(tmp_path):
     cv2.imwrite(str(tmp_path / "whole.png"), nucleus_image(disks(), seed=5))
     (folder / "truncated.png").write_bytes((tmp_path / "whole.png").read_bytes()[:400])
     (folder / "text.png").write_text("this is a text file, not an image\n")
-    tifffile.imwrite(folder / "stack.tif", np.zeros((5, 64, 64), np.uint8), metadata={"axes": "ZYX"})
+    tifffile.imwrite(folder / "unnamed_axes.tif", np.zeros((5, 64, 64), np.uint8), photometric="minisblack")  # planes or channels?
+    tifffile.imwrite(folder / "stack.tif", np.zeros((5, 64, 64), np.uint8), metadata={"axes": "ZYX"})  # a Z-stack: segmented
     cv2.imwrite(str(folder / "tiny.png"), np.zeros((1, 1), np.uint8))
     cv2.imwrite(str(folder / "black.png"), np.zeros((80, 80), np.uint8))
     tifffile.imwrite(folder / "flat16.tif", np.full((80, 80), 1234, np.uint16))
@@ -57,10 +58,10 @@ def test_bad_images_fail_alone_with_one_line_each(corpus, tmp_path, caplog, meth
         assert words in line and "\n" not in line and "Traceback" not in line
     assert len(errors) == len(BAD)
     finished = sorted(p.stem for p in (out / "labels").iterdir())
-    assert finished == sorted(["gut ü 0", "gut ü 1", "black", "flat16"])
+    assert finished == sorted(["gut ü 0", "gut ü 1", "black", "flat16", "stack"])
     assert read_labels(out / "labels" / "black.tif").max() == 0 and read_labels(out / "labels" / "flat16.tif").max() == 0
     assert read_labels(out / "labels" / "gut ü 0.tif").max() >= 1
-    assert "5 failed" in caplog.text and "4 segmented" in caplog.text
+    assert "5 failed" in caplog.text and "5 segmented" in caplog.text
     sizes = {row["image"]: row["count"] for row in csv.DictReader((out / "sizes.csv").open())}
     assert sizes["black"] == "0" and sizes["gut ü 1"] != "0"
 

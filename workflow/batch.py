@@ -25,7 +25,7 @@ from tqdm import tqdm
 from workflow.config import NucflowConfig
 from workflow.core.calibration import read_pixel_size
 from workflow.core.files import InputError, gather_images, label_path, measurement_path, remove_partial_files, write_text
-from workflow.core.images import read_planes, to_rgb8, write_probability
+from workflow.core.images import display_rgb8, read_planes, to_rgb8, write_probability
 from workflow.core.labels import count_objects, write_label_stack, write_labels
 from workflow.core.measure import measure_nuclei, measurements_csv, overlay, write_png
 from workflow.core.rois import write_rois
@@ -75,7 +75,7 @@ def cached_segmenter(cfg: NucflowConfig) -> Segmenter:
 
 
 def write_image_outputs(
-    out_dir: Path, stem: str, image: np.ndarray, rgb8: np.ndarray, prediction: Prediction, cfg: NucflowConfig, pixel_size: float | None, written: list[Path]
+    out_dir: Path, stem: str, image: np.ndarray, prediction: Prediction, cfg: NucflowConfig, pixel_size: float | None, written: list[Path]
 ) -> None:
     """Every per-image output, each path added to `written` before it is written; the label file
     last, since its presence marks the image finished. With `pixel_size` (um per pixel) the labels carry
@@ -88,7 +88,7 @@ def write_image_outputs(
     for name, array in prediction.intermediate.items():
         write(out_dir / "intermediate" / f"{stem}_{name}.tif", write_probability if np.issubdtype(array.dtype, np.floating) else write_labels, array)
     if cfg.output.overlays:
-        write(out_dir / "overlays" / f"{stem}.png", write_png, overlay(rgb8, prediction.labels))
+        write(out_dir / "overlays" / f"{stem}.png", write_png, overlay(display_rgb8(image, cfg.input), prediction.labels))
     if cfg.output.rois:
         write(out_dir / "rois" / f"{stem}.zip", write_rois, prediction.labels)
     write(measurement_path(out_dir, stem), write_text, measurements_csv(measure_nuclei(stem, prediction.labels, image, pixel_size)))
@@ -118,7 +118,7 @@ def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | 
             prediction = cached_segmenter(cfg)(rgb8)
             if prediction.diameter is None:
                 warnings.append(f"{path}: no nucleus found by the size estimate; segmented unscaled")
-            write_all_or_nothing(out_dir, path.stem, functools.partial(write_image_outputs, out_dir, path.stem, image, rgb8, prediction, cfg, pixel_size))
+            write_all_or_nothing(out_dir, path.stem, functools.partial(write_image_outputs, out_dir, path.stem, image, prediction, cfg, pixel_size))
             nuclei = count_objects(prediction.labels)
     except InputError as error:
         return ImageResult(path.stem, error=str(error), warnings=warnings)

@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from workflow.config import NucflowConfig
 from workflow.core.files import label_path
-from workflow.core.images import read_planes, resize_image, scaled_shape, to_rgb8
+from workflow.core.images import display_rgb8, read_planes, resize_image, scaled_shape
 from workflow.core.labels import resize_labels
 from workflow.core.measure import overlay, png_bytes
 from workflow.core.metrics import ImageScores
@@ -39,6 +39,7 @@ class ImageRow:
     count: int
     median_diameter: float | None
     diameters: np.ndarray
+    pixel_size: float | None = None  # um per pixel, when the image (or --pixel-size) gives one
 
     @property
     def stem(self) -> str:
@@ -60,7 +61,7 @@ def middle_plane(planes: np.ndarray, stack_axes: str) -> np.ndarray:
 
 def thumbnail(row: ImageRow, out_dir: Path, cfg: NucflowConfig) -> str:
     """The image with its nucleus contours, longest side THUMBNAIL_SIDE, as a data URI."""
-    rgb8 = to_rgb8(middle_plane(*read_planes(row.path, cfg.input.channel, cfg.input.axes)), cfg.input)
+    rgb8 = display_rgb8(middle_plane(*read_planes(row.path, cfg.input.channel, cfg.input.axes)), cfg.input)
     labels = middle_plane(*read_planes(label_path(out_dir, row.stem))).astype(np.int32)
     shape = scaled_shape(rgb8.shape, min(1.0, THUMBNAIL_SIDE / max(rgb8.shape[:2])))
     return data_uri(png_bytes(overlay(resize_image(rgb8, shape), resize_labels(labels, shape))))
@@ -103,14 +104,22 @@ def tile(out_dir: Path, row: ImageRow, cfg: NucflowConfig) -> str:
 
 
 def _table(rows: list[ImageRow], scores: dict[str, ImageScores]) -> str:
+    calibrated = any(r.pixel_size is not None for r in rows)
     head = (
         "<tr><th>image</th><th>nuclei</th><th>median diameter (px)</th>"
+        + ("<th>median diameter (µm)</th><th>pixel size (µm)</th>" if calibrated else "")
         + ("<th>DSB score</th><th>AP@0.5</th><th>F1</th><th>true nuclei</th>" if scores else "")
         + "</tr>"
     )
     body = []
     for row in rows:
         cells = [html.escape(row.stem), str(row.count), "" if row.median_diameter is None else f"{row.median_diameter:.1f}"]
+        if calibrated:
+            known = row.pixel_size is not None
+            cells += [
+                f"{row.median_diameter * row.pixel_size:.2f}" if known and row.median_diameter is not None else "",
+                f"{row.pixel_size:.4g}" if known else "",
+            ]
         if scores:
             s = scores.get(row.stem)
             cells += [f"{s.dsb:.3f}", f"{s.ap50:.3f}", f"{s.f1:.3f}", str(s.n_true)] if s else ["", "", "", "no mask"]

@@ -34,13 +34,13 @@ def image_measurements(out_dir: Path, image_path: Path, norm: InputConfig) -> li
     return list(csv.reader(io.StringIO(path.read_text())))[1:]
 
 
-def sizes_csv(rows: list[ImageRow], pixel_sizes: list[float | None]) -> str:
+def sizes_csv(rows: list[ImageRow]) -> str:
     """CSV of image, median nucleus diameter (px), nucleus count and pixel size (um, empty when unknown)."""
     return csv_text(
         ("image", "median_diameter", "count", "pixel_size_um"),
         (
-            (r.stem, "" if r.median_diameter is None else f"{r.median_diameter:.2f}", r.count, "" if size is None else f"{size:.6g}")
-            for r, size in zip(rows, pixel_sizes)
+            (r.stem, "" if r.median_diameter is None else f"{r.median_diameter:.2f}", r.count, "" if r.pixel_size is None else f"{r.pixel_size:.6g}")
+            for r in rows
         ),
     )
 
@@ -58,9 +58,10 @@ def write_run_outputs(out_dir: Path, images: list[Path], cfg: NucflowConfig, sum
     for path in finished:
         nuclei = image_measurements(out_dir, path, cfg.input)
         diameters = np.array([float(r[DIAMETER]) for r in nuclei])
-        rows.append(ImageRow(path, len(nuclei), float(np.median(diameters)) if nuclei else None, diameters))
+        size = read_pixel_size(label_path(out_dir, path.stem))
+        rows.append(ImageRow(path, len(nuclei), float(np.median(diameters)) if nuclei else None, diameters, size))
         all_rows.extend(nuclei)
-    write_text(out_dir / "sizes.csv", sizes_csv(rows, [read_pixel_size(label_path(out_dir, p.stem)) for p in finished]))
+    write_text(out_dir / "sizes.csv", sizes_csv(rows))
     write_text(out_dir / "measurements.csv", measurements_csv([tuple(r) for r in all_rows]))
     if cfg.output.kaggle_csv:
         write_text(out_dir / "submission.csv", submission_csv(out_dir, [p.stem for p in finished]))

@@ -9,7 +9,7 @@ file's own (uint8 or uint16 usually; other numeric types are kept as they are).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -183,6 +183,12 @@ class InputConfig:
         low, high = self.stretch_percentiles
         if not 0 <= low < high <= 100:
             raise ValueError(f"stretch_percentiles must satisfy 0 <= low < high <= 100, got {list(self.stretch_percentiles)}")
+
+
+def display_rgb8(image: np.ndarray, norm: InputConfig) -> np.ndarray:
+    """The image as people should see it in overlays and the report: `to_rgb8` with every bit depth
+    stretched between the percentiles (Fiji's auto-contrast), so a dim 8-bit image is not a black square."""
+    return to_rgb8(image, replace(norm, normalize=True, stretch_8bit=True))
 
 
 def to_rgb8(image: np.ndarray, norm: InputConfig | None = None) -> np.ndarray:
