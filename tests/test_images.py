@@ -263,3 +263,20 @@ def test_gather_images_says_what_is_wrong(tmp_path, monkeypatch, source, message
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match=re.escape(message)):
         gather_images(source)
+
+
+def test_microscope_formats_without_their_readers_say_how_to_get_them(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_bioio(name, *args, **kwargs):
+        if name.startswith("bioio"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_bioio)
+    (tmp_path / "plate.czi").write_bytes(b"ZISRAWFILE")
+    assert [p.name for p in list_images(tmp_path)] == ["plate.czi"]
+    with pytest.raises(InputError, match=r"plate\.czi: reading \.czi files needs the optional readers: uv sync --extra formats \(bioio\)"):
+        read_image(tmp_path / "plate.czi")

@@ -52,7 +52,7 @@ def submission_csv(out_dir: Path, stems: list[str]) -> str:
 
 
 def write_run_outputs(out_dir: Path, images: list[Path], cfg: NucflowConfig, summary: str, truth_dir: str | os.PathLike | None) -> None:
-    """`sizes.csv`, `measurements.csv`, optionally `submission.csv`, and `report.html` over all finished images."""
+    """`sizes.csv`, `inputs.csv` (where each image was read), `measurements.csv`, optionally `submission.csv`, and `report.html` over all finished images."""
     finished = [p for p in images if label_path(out_dir, p.stem).is_file()]
     rows, all_rows = [], []
     for path in finished:
@@ -62,6 +62,7 @@ def write_run_outputs(out_dir: Path, images: list[Path], cfg: NucflowConfig, sum
         rows.append(ImageRow(path, len(nuclei), float(np.median(diameters)) if nuclei else None, diameters, size))
         all_rows.extend(nuclei)
     write_text(out_dir / "sizes.csv", sizes_csv(rows))
+    write_text(out_dir / "inputs.csv", csv_text(("image", "path"), ((p.stem, str(p.resolve())) for p in finished)))  # napari's reader finds the images
     write_text(out_dir / "measurements.csv", measurements_csv([tuple(r) for r in all_rows]))
     if cfg.output.kaggle_csv:
         write_text(out_dir / "submission.csv", submission_csv(out_dir, [p.stem for p in finished]))

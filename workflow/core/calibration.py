@@ -15,6 +15,8 @@ from pathlib import Path
 
 import tifffile
 
+from workflow.core.files import MICROSCOPE_SUFFIXES
+
 UM_PER_UNIT = {"um": 1.0, "µm": 1.0, "μm": 1.0, "micron": 1.0, "microns": 1.0, "\\u00b5m": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
 CENTIMETER = 3  # TIFF ResolutionUnit
 
@@ -22,6 +24,8 @@ CENTIMETER = 3  # TIFF ResolutionUnit
 def read_pixel_size(path: str | os.PathLike) -> float | None:
     """Micrometres per pixel along x from the file's metadata, or None when it records none."""
     path = Path(path)
+    if path.suffix.lower() in MICROSCOPE_SUFFIXES:
+        return _bioio_pixel_size(path)
     if path.suffix.lower() not in (".tif", ".tiff"):
         return None
     try:
@@ -42,6 +46,16 @@ def read_pixel_size(path: str | os.PathLike) -> float | None:
     except Exception:  # noqa: BLE001 - unreadable metadata means an unknown calibration, never a failed image
         return None
     return None
+
+
+def _bioio_pixel_size(path: Path) -> float | None:
+    from workflow.core.images import bioio_image
+
+    try:
+        size = bioio_image(path).physical_pixel_sizes.X  # bioio gives micrometres
+    except Exception:  # noqa: BLE001 - an unknown calibration, never a failed image
+        return None
+    return float(size) if size and math.isfinite(size) and size > 0 else None
 
 
 def _x_resolution(page) -> float | None:

@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg")
+MICROSCOPE_SUFFIXES = (".czi", ".nd2", ".lif")  # read through bioio readers (the `formats` extra)
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg") + MICROSCOPE_SUFFIXES
 LABEL_SUFFIX = ".tif"
 
 

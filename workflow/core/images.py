@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import tifffile
 
-from workflow.core.files import IMAGE_SUFFIXES, InputError, atomic_path
+from workflow.core.files import IMAGE_SUFFIXES, MICROSCOPE_SUFFIXES, InputError, atomic_path
 
 STACK_AXES = set("TZ")  # tifffile axis letters of a stack's planes (time points, focal planes)
 KNOWN_AXES = STACK_AXES | set("CSYX")  # other letters (Q, I, R: tifffile's "unknown", "sequence", ...) need --axes
@@ -60,7 +60,12 @@ def read_planes(path: str | os.PathLike, channel: int | None = None, axes: str |
     if axes is not None and suffix not in (".tif", ".tiff"):
         raise InputError(path, "--axes applies to TIFF files only")
     try:
-        image, stack_axes = _read_tiff(path, channel is not None, axes) if suffix in (".tif", ".tiff") else (_read_raster(path), "")
+        if suffix in (".tif", ".tiff"):
+            image, stack_axes = _read_tiff(path, channel is not None, axes)
+        elif suffix in MICROSCOPE_SUFFIXES:
+            image, stack_axes = _read_microscope_file(path, channel is not None)
+        else:
+            image, stack_axes = _read_raster(path), ""
     except OSError as error:
         raise InputError(path, f"cannot be read ({error.strerror or error})") from None
     if not stack_axes:
@@ -139,6 +144,33 @@ def _read_tiff(path: Path, channel_given: bool = False, axes: str | None = None)
     if not stack_axes and not channel_axes and image.ndim == 2:
         return image, ""
     return image, stack_axes
+
+
+def _read_microscope_file(path: Path, channel_given: bool) -> tuple[np.ndarray, str]:
+    """CZI, ND2, LIF through bioio (optional): (array, stack axes) as `_read_tiff` gives them, the first scene."""
+    image = bioio_image(path)
+    data = image.get_image_data("TZCYX")
+    squeezed = [(a, n) for a, n in zip("TZCYX", data.shape) if n > 1 or a in "YX"]
+    axes = "".join(a for a, _ in squeezed)
+    data = data.reshape([n for _, n in squeezed])
+    channels = dict(squeezed).get("C", 1)
+    if channels > 1 and not channel_given:
+        raise InputError(path, f"has {channels} channels (axes {axes}, shape {data.shape}); give the nuclear one with --channel 0..{channels - 1}")
+    stack_axes = "".join(a for a in axes if a in STACK_AXES)
+    order = [axes.index(a) for a in stack_axes + "YX" + ("C" if channels > 1 else "")]
+    return np.transpose(data, order), stack_axes
+
+
+def bioio_image(path: Path):
+    """A bioio BioImage of `path`, or a one-line error saying how to install the readers."""
+    try:
+        from bioio import BioImage
+    except ImportError:
+        raise InputError(path, f"reading {path.suffix} files needs the optional readers: uv sync --extra formats (bioio)") from None
+    try:
+        return BioImage(path)
+    except Exception as error:  # noqa: BLE001 - readers raise many types
+        raise InputError(path, f"cannot be read by bioio ({type(error).__name__}: {error})") from None
 
 
 def _checked_axes(path: Path, axes: str, shape: tuple[int, ...]) -> str:
