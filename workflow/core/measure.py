@@ -29,9 +29,9 @@ def measure_nuclei(stem: str, labels: np.ndarray, image: np.ndarray, pixel_size:
     units; the micrometre columns filled when `pixel_size` (um per pixel) is known, else empty."""
     rows = []
     for region in regionprops(labels, intensity_image=intensity_plane(image)):
-        y, x = (float(c) for c in region.centroid)
-        area, diameter = int(region.area), float(region.equivalent_diameter_area)
-        in_pixels = (stem, region.label, area, y, x, diameter, float(region.eccentricity), float(region.intensity_mean))
+        y, x = region.centroid
+        area, diameter = int(region.area), region.equivalent_diameter_area
+        in_pixels = (stem, region.label, area, y, x, diameter, region.eccentricity, float(region.intensity_mean))
         if pixel_size is None:
             rows.append(in_pixels + ("",) * len(MICROMETRE_COLUMNS))
         else:
@@ -46,7 +46,7 @@ def measurements_csv(rows: list[tuple]) -> str:
     """CSV text of measurement rows under MEASUREMENT_COLUMNS, floats rounded for reading."""
 
     def rounded(column: str, value: object) -> object:
-        return round(value, DECIMALS.get(column, 4)) if isinstance(value, float) else value
+        return round(value, DECIMALS.get(column, 4)) if isinstance(value, (float, np.floating, np.integer)) and column != "label" else value
 
     return csv_text(MEASUREMENT_COLUMNS, (tuple(rounded(c, v) for c, v in zip(MEASUREMENT_COLUMNS, row)) for row in rows))
 
