@@ -101,6 +101,7 @@ def test_type_balanced_sampling_gives_a_rare_type_its_share(rng):
     rare = [(np.full((50, 50, 3), 255, np.uint8), np.zeros((50, 50), np.int32))] * 10
     groups = ["fluorescence"] * 90 + ["stained"] * 10
     cfg = AugmentConfig.geometric(scale_range=(1, 1))
+    cfg.group_balance = 0.5
     weights = CropSampler(common + rare, 8, rng, cfg, groups).weights
     assert weights[90:].sum() == pytest.approx(10**0.5 / (10**0.5 + 90**0.5))  # balance 0.5: 25 %, not 10 %
     cfg.group_balance = 0.0
