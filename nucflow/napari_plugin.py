@@ -53,9 +53,14 @@ def segment_nuclei(
     return segmenter.segment_stack(planes, diameter=size, stitch_threshold=stitch_threshold).reshape(leading + planes.shape[1:3])
 
 
+def _folder(path: str | list[str]) -> Path:
+    """napari passes a path or a list of paths; a folder comes as one."""
+    return Path(path[0] if isinstance(path, list) else path)
+
+
 def get_reader(path: str | list[str]) -> Callable | None:
     """napari reader hook: a function that reads `path` when it is a nucflow output folder, else None."""
-    folder = Path(path[0] if isinstance(path, list) else path)
+    folder = _folder(path)
     if not (folder / "labels").is_dir() or not (folder / "config.json").is_file():
         return None
     return read_output_folder
@@ -63,7 +68,7 @@ def get_reader(path: str | list[str]) -> Callable | None:
 
 def read_output_folder(path: str | list[str]) -> list[tuple]:
     """Layer data: each image (when its file is still where it was) and its labels over it."""
-    folder = Path(path[0] if isinstance(path, list) else path)
+    folder = _folder(path)
     sources = {}
     if (folder / "inputs.csv").is_file():
         sources = {row["image"]: Path(row["path"]) for row in csv.DictReader((folder / "inputs.csv").open())}

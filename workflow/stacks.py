@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from workflow.config import NucflowConfig
 from workflow.core.images import to_rgb8
-from workflow.core.labels import stitch_planes
+from workflow.core.labels import count_objects, stitch_planes
 from workflow.core.measure import measure_nuclei
 from workflow.predict import Segmenter
 
@@ -61,6 +61,5 @@ def measure_stack(stem: str, labels: np.ndarray, stack: np.ndarray, stack_axes: 
 def count_stack_objects(labels: np.ndarray, stitched: bool) -> int:
     """Objects in a label stack: distinct labels when planes were joined, else the sum over planes."""
     if stitched:
-        return int(np.unique(labels[labels > 0]).size)
-    flat = labels.reshape((-1,) + labels.shape[-2:])
-    return sum(int(np.unique(plane[plane > 0]).size) for plane in flat)
+        return count_objects(labels)
+    return sum(count_objects(plane) for plane in labels.reshape((-1,) + labels.shape[-2:]))

@@ -119,46 +119,39 @@ def _read_tiff(path: Path, channel_given: bool = False, axes: str | None = None)
         raise InputError(path, f"cannot be read as TIFF ({type(error).__name__}: {error})") from None
     if axes is not None:
         axes_read = _checked_axes(path, axes.upper(), image.shape)
-    kept = [i for i, (a, n) in enumerate(zip(axes_read, image.shape)) if n > 1 or a in "YX"]
-    image = image.reshape([image.shape[i] for i in kept])
-    axes_read = "".join(axes_read[i] for i in kept)
-    unknown = [a for a in axes_read if a not in KNOWN_AXES]
-    if unknown:
-        size = image.shape[axes_read.index(unknown[0])]
-        raise InputError(
-            path,
-            f"has an axis of {size} whose meaning the file does not record (axes {axes_read}, shape {image.shape}); "
-            f"name the axes with --axes, e.g. --axes {'Z' + axes_read[-2:] if len(axes_read) == 3 else 'TZYX'} for planes or --axes C{axes_read[-2:]} for channels",
-        )
-    if "Y" not in axes_read or "X" not in axes_read:
-        raise InputError(path, f"has no Y and X axes (axes {axes_read}, shape {image.shape}); name them with --axes")
-    stack_axes = "".join(a for a in axes_read if a in STACK_AXES)
-    channel_axes = "".join(a for a in axes_read if a not in STACK_AXES and a not in "YX")
-    if len(channel_axes) > 1:
-        raise InputError(path, f"has several channel axes (axes {axes_read}, shape {image.shape}); name them with --axes")
-    channels = dict(zip(axes_read, image.shape)).get("C", 1)
-    if channels > 1 and not channel_given:  # a C axis holds channels (RGB is S, samples): never a silent guess of the nuclear channel
-        raise InputError(path, f"has {channels} channels (axes {axes_read}, shape {image.shape}); give the nuclear one with --channel 0..{channels - 1}")
-    order = [axes_read.index(a) for a in stack_axes + "YX" + channel_axes]
-    image = np.transpose(image, order)
-    if not stack_axes and not channel_axes and image.ndim == 2:
-        return image, ""
-    return image, stack_axes
+    return _arranged(path, image, axes_read, channel_given)
 
 
 def _read_microscope_file(path: Path, channel_given: bool) -> tuple[np.ndarray, str]:
     """CZI, ND2, LIF through bioio (optional): (array, stack axes) as `_read_tiff` gives them, the first scene."""
-    image = bioio_image(path)
-    data = image.get_image_data("TZCYX")
-    squeezed = [(a, n) for a, n in zip("TZCYX", data.shape) if n > 1 or a in "YX"]
-    axes = "".join(a for a, _ in squeezed)
-    data = data.reshape([n for _, n in squeezed])
-    channels = dict(squeezed).get("C", 1)
-    if channels > 1 and not channel_given:
-        raise InputError(path, f"has {channels} channels (axes {axes}, shape {data.shape}); give the nuclear one with --channel 0..{channels - 1}")
+    return _arranged(path, bioio_image(path).get_image_data("TZCYX"), "TZCYX", channel_given)
+
+
+def _arranged(path: Path, image: np.ndarray, axes: str, channel_given: bool) -> tuple[np.ndarray, str]:
+    """`image` with dimensions `axes` as (array, stack axes): axes of length 1 dropped, the stack axes
+    (T, Z) first, then Y, X and channels (C, or samples) last. Unknown axes, several channel axes and a
+    C axis without a channel to take from it are refused (never a silent guess)."""
+    kept = [i for i, (a, n) in enumerate(zip(axes, image.shape)) if n > 1 or a in "YX"]
+    image = image.reshape([image.shape[i] for i in kept])
+    axes = "".join(axes[i] for i in kept)
+    unknown = [a for a in axes if a not in KNOWN_AXES]
+    if unknown:
+        size = image.shape[axes.index(unknown[0])]
+        raise InputError(
+            path,
+            f"has an axis of {size} whose meaning the file does not record (axes {axes}, shape {image.shape}); "
+            f"name the axes with --axes, e.g. --axes {'Z' + axes[-2:] if len(axes) == 3 else 'TZYX'} for planes or --axes C{axes[-2:]} for channels",
+        )
+    if "Y" not in axes or "X" not in axes:
+        raise InputError(path, f"has no Y and X axes (axes {axes}, shape {image.shape}); name them with --axes")
     stack_axes = "".join(a for a in axes if a in STACK_AXES)
-    order = [axes.index(a) for a in stack_axes + "YX" + ("C" if channels > 1 else "")]
-    return np.transpose(data, order), stack_axes
+    channel_axes = "".join(a for a in axes if a not in STACK_AXES and a not in "YX")
+    if len(channel_axes) > 1:
+        raise InputError(path, f"has several channel axes (axes {axes}, shape {image.shape}); name them with --axes")
+    channels = dict(zip(axes, image.shape)).get("C", 1)
+    if channels > 1 and not channel_given:  # a C axis holds channels (RGB is S, samples): never a silent guess of the nuclear channel
+        raise InputError(path, f"has {channels} channels (axes {axes}, shape {image.shape}); give the nuclear one with --channel 0..{channels - 1}")
+    return np.transpose(image, [axes.index(a) for a in stack_axes + "YX" + channel_axes]), stack_axes
 
 
 def bioio_image(path: Path):

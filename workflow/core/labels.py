@@ -58,7 +58,7 @@ def write_label_stack(path: str | os.PathLike, labels: np.ndarray, axes: str, pi
         raise ValueError(f"labels of shape {labels.shape} do not match axes {axes!r}")
     dtype = np.uint16 if labels.max(initial=0) <= MAX_LABEL else np.uint32
     imagej = dtype == np.uint16 and axes in ("ZYX", "TYX", "TZYX")
-    options = calibration_tags(pixel_size, imagej) if pixel_size is not None else ({"imagej": True} if imagej else {})
+    options = {"imagej": imagej, **calibration_tags(pixel_size, imagej)}
     metadata = {**options.pop("metadata", {}), "axes": axes}
     with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, labels.astype(dtype), compression="zlib", photometric="minisblack", metadata=metadata, **options)

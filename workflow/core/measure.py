@@ -46,7 +46,7 @@ def measurements_csv(rows: list[tuple]) -> str:
     """CSV text of measurement rows under MEASUREMENT_COLUMNS, floats rounded for reading."""
 
     def rounded(column: str, value: object) -> object:
-        return round(value, DECIMALS.get(column, 4)) if isinstance(value, (float, np.floating, np.integer)) and column != "label" else value
+        return round(value, DECIMALS.get(column, 4)) if isinstance(value, float) else value  # numpy's float64 is a float
 
     return csv_text(MEASUREMENT_COLUMNS, (tuple(rounded(c, v) for c, v in zip(MEASUREMENT_COLUMNS, row)) for row in rows))
 
