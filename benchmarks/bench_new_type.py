@@ -12,7 +12,8 @@ Usage (from the repository root):
 3. Zero-shot: the fast (and full) path scored on the held-out images, per held-out type, and
    on the other types' val images.
 4. With --adapt: `nucflow train` on the held-out images WITHOUT their masks, starting from those
-   models, then the same scores again.
+   models, then the same scores again. Its replay sample is made from the training images of those
+   models (`WORK/replay`), not the shipped one, which holds images of the held-out types.
 Figures go to `WORK/results.json` (one entry per models x method x image set) and to `--out`.
 Every step is resumable: rerun the same command after an interruption.
 """
@@ -36,6 +37,7 @@ from workflow.core.modelfiles import read_card
 from workflow.core.runtime import device_name, resolve_device, setup_logging
 from workflow.evaluate import score_segmenter
 from workflow.predict import build_segmenter
+from workflow.replay import REPLAY_CARD, make_replay_sample
 from workflow.training import train_presegmenter, train_unet_ensemble
 from workflow.training_data import find_mask, load_pair, read_split
 
@@ -113,7 +115,12 @@ def main() -> None:
     settings = [("zero-shot", before)]
     if args.adapt:
         stages = tuple(s for s in TRAIN_STAGES if s != "unet" or "full" in args.methods)
-        train_on_images(held / "images", args.work / "after", replace(before, adapt=replace(before.adapt, stages=stages)))
+        replay = args.work / "replay"
+        if not (replay / REPLAY_CARD).is_file():
+            make_replay_sample(rest, replay, 64, float(read_card(before.presegment.model)["target_diameter"]), cfg.adapt.seed)
+        adapting = time.monotonic()
+        train_on_images(held / "images", args.work / "after", replace(before, adapt=replace(before.adapt, stages=stages, replay=str(replay))))
+        print(f"nucflow train: {(time.monotonic() - adapting) / 60:.1f} min in this call", flush=True)
         models = args.work / "after" / "models"
         after = replace(before, presegment=replace(before.presegment, model=str(models / "presegment")))
         if "full" in args.methods:

@@ -104,7 +104,9 @@ def train(
             running[name] = running.get(name, 0.0) + float(value.detach())
         if run.iteration % cfg.log_every == 0:
             parts = " ".join(f"{k.replace('loss_', '')} {v / cfg.log_every:.3f}" for k, v in running.items())
-            log.info("it %d/%d lr %.2e %s (%.1f min)", run.iteration, cfg.iterations, run.learning_rate, parts, run.minutes)
+            log.info(
+                "it %d/%d lr %.2e %s (%.1f min, about %.0f min left)", run.iteration, cfg.iterations, run.learning_rate, parts, run.minutes, run.minutes_left
+            )
             running = {}
         if run.validation_due():
             figures = validate(model, val_subset, val_detect)

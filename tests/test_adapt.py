@@ -14,6 +14,7 @@ from unet_ensemble.storage import DEFAULT_ENSEMBLE
 from workflow.cli import main
 from workflow.core.labels import read_labels, write_labels
 from workflow.core.modelfiles import read_card
+from workflow.replay import SHIPPED_REPLAY
 
 TINY = [
     "device=cpu",
@@ -23,6 +24,8 @@ TINY = [
     "adapt.style_images=2",
     "adapt.unet_iterations=2",
     "adapt.presegmenter_iterations=2",
+    "adapt.pix2pix=true",
+    "adapt.recoloured_per_cluster=3",
     "pix2pix.iterations=4",
     "pix2pix.batch_size=1",
     "pix2pix.crop_size=64",
@@ -80,9 +83,15 @@ def test_train_on_unlabeled_images_then_predict_with_the_models(tmp_path):
         assert read_labels(masks[0]).shape == (128, 128) and read_labels(masks[0]).max() > 0
         assert cv2.imread(str(drawn[0])).shape == (128, 128, 3)
         assert json.loads((run / "pix2pix" / f"cluster-{cluster}" / "model.json").read_text())["training"]["iterations"] == 4
+        assert len(list((run / "recoloured" / f"cluster-{cluster}" / "images").glob("*.png"))) == 3
     models = run / "models"
     card = json.loads((models / "presegment" / "model.json").read_text())
     assert card["initialised_from"].endswith("default") and card["training"]["iterations"] == 2
+    replayed = json.loads((SHIPPED_REPLAY / "replay.json").read_text())["images"]
+    assert card["training_data"]["train_pairs"] + card["training_data"]["val_pairs"] == 2 * 2 + 2 * 3 + replayed  # synthetic, recoloured, replay
+    budget = json.loads((run / "budget.json").read_text())  # the 90-minute default, less the stages before, in halves
+    assert 0 < budget["presegmenter"] == budget["unet"] <= 45
+    assert card["training"]["settings"]["max_minutes"] == budget["presegmenter"]
     assert card["initial_model"]["training"] == read_card(DEFAULT_MODEL)["training"]  # kept should the start be replaced
     assert sorted(p.name for p in (models / "unet").iterdir()) == ["member-0", "member-1", "member-2"]
     # each network is fine-tuned at its starting model's nucleus size (here they differ)
@@ -135,3 +144,23 @@ def test_train_with_masks_single_experiment_and_chosen_stages(tmp_path):
     assert main([*args, "--stages", "cluster,paint"]) == 2  # an unknown stage (the last --stages counts): one line
     with pytest.raises(SystemExit):
         main(["train", str(images)])  # -o is required
+
+
+def test_recolour_stage_redraws_the_replay_sample_in_each_groups_colours_and_pix2pix_waits_for_a_gpu(tmp_path):
+    images, masks, run = tmp_path / "images", tmp_path / "masks", tmp_path / "run"
+    masks.mkdir()
+    two_styles(images, masks)
+    settings = [s for s in TINY if not s.startswith("adapt.pix2pix")]
+    args = ["train", str(images), "--masks", str(masks), "-o", str(run), "--stages", "cluster,recolour,masks,pix2pix,synthesize"]
+    assert main([*args, *[arg for setting in settings for arg in ("--set", setting)]]) == 0
+    assert not (run / "synthetic").exists() and not (run / "pix2pix").exists()  # on a CPU by default
+    with (run / "clusters" / "clusters.csv").open() as handle:
+        cluster_of = {row["image"]: int(row["cluster"]) for row in csv.DictReader(handle)}
+    stained = run / "recoloured" / f"cluster-{cluster_of['img2']}"
+    drawn = sorted((stained / "images").glob("*.png"))
+    assert len(drawn) == 3
+    for path in drawn:
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB).astype(float)
+        inside = read_labels(stained / "masks" / f"{path.stem}.tif") > 0
+        assert np.abs(np.median(image[inside], axis=0) - [90, 40, 150]).max() < 25  # the H&E-like images' nucleus colour
+        assert np.abs(np.median(image[~inside], axis=0) - [235, 180, 210]).max() < 25  # and their background

@@ -133,7 +133,15 @@ def train_member(
         run.step(loss)
         running += float(loss.detach())
         if run.iteration % cfg.log_every == 0:
-            log.info("member it %d/%d lr %.2e loss %.4f (%.1f min)", run.iteration, cfg.iterations, run.learning_rate, running / cfg.log_every, run.minutes)
+            log.info(
+                "member it %d/%d lr %.2e loss %.4f (%.1f min, about %.0f min left)",
+                run.iteration,
+                cfg.iterations,
+                run.learning_rate,
+                running / cfg.log_every,
+                run.minutes,
+                run.minutes_left,
+            )
             running = 0.0
         if run.validation_due():
             entry = {"iteration": run.iteration, "minutes": round(run.minutes, 1), **validation_scores(model, val_pairs, arch)}

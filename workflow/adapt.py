@@ -3,12 +3,15 @@
 Stages, each resumable and each writing into the run folder (RUN/):
   presegment  label the images with the current presegmenter (skipped when masks are given)
   cluster     group the images by style (one group with --single-experiment)
-  masks       synthetic label masks per group, from the group's real nucleus shapes
-  pix2pix     one mask -> image generator per group, learned from its exemplar images
-  synthesize  one synthetic image per synthetic mask: annotated pairs in the group's style
-  unet        fine-tune the U-Net ensemble on the synthetic pairs (and the user's masks)
+  recolour    the replay sample (annotated crops of the models' own training data) redrawn in each
+              group's colours, measured on its images and their presegmentation (style_transfer.colour)
+  masks       synthetic label masks per group, from the group's real nucleus shapes       } pix2pix: on a
+  pix2pix     one mask -> image generator per group, learned from its exemplar images     } GPU by default
+  synthesize  one synthetic image per synthetic mask: annotated pairs in the group's style } (adapt.pix2pix)
+  unet        fine-tune the U-Net ensemble on the recoloured, synthetic and replay pairs (and the user's masks)
   presegmenter  fine-tune the Mask R-CNN on the same pairs
-The models land in RUN/models/ for `nucflow predict --models RUN/models`.
+The fine-tuning stages share the time left of `adapt.minutes`. The models land in RUN/models/ for
+`nucflow predict --models RUN/models`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from postprocess.params import DEFAULT_PARAMS
 from presegment.config import Architecture
 from presegment.storage import DEFAULT_MODEL, load_model
 from presegment.train import train as train_presegment_model
+from style_transfer.colour import recolour, style_of
 from style_transfer.pix2pix import load_generator, save_generator, synthesize, train_pix2pix
 from style_transfer.synthetic_masks import collect_shapes, synthesize_mask
 from unet_ensemble.config import UNetArchitecture
@@ -42,6 +47,7 @@ from workflow.core.images import InputConfig, read_input, to_rgb8
 from workflow.core.labels import read_labels, write_labels
 from workflow.core.measure import write_png
 from workflow.core.runtime import resolve_device
+from workflow.replay import SHIPPED_REPLAY, load_replay
 from workflow.training import check_run_origin, initial_model_summary, training_size
 from workflow.training_data import Pair, find_mask, load_pair, normalise_pair
 
@@ -68,6 +74,13 @@ class RunLayout:
     def generator(self, cluster: int) -> Path:
         return self.root / "pix2pix" / f"cluster-{cluster}"
 
+    def recoloured(self, cluster: int) -> Path:
+        return self.root / "recoloured" / f"cluster-{cluster}"
+
+    @property
+    def budget(self) -> Path:
+        return self.root / "budget.json"
+
     @property
     def models(self) -> Path:
         return self.root / "models"
@@ -80,16 +93,23 @@ def train_on_images(
 ) -> int:
     """Run `nucflow train` on a folder of images as `cfg.adapt` says (stages, masks, validation folder,
     single experiment); returns the exit status. The settings are saved as `out_dir/config.json`."""
+    started = time.monotonic()
     stages, masks_dir, val_dir, single_experiment = cfg.adapt.stages, cfg.adapt.masks, cfg.adapt.val, cfg.adapt.single_experiment
     unknown = sorted(set(stages) - set(TRAIN_STAGES))
     if unknown:
         raise InputError(None, f"unknown stage {unknown[0]!r}; stages are {', '.join(TRAIN_STAGES)}")
+    if not use_pix2pix(cfg):
+        skipped = [s for s in ("masks", "pix2pix", "synthesize") if s in stages]
+        if skipped:
+            log.info("stages %s skipped: pix2pix runs on a GPU by default (hours on a CPU; --set adapt.pix2pix=true to run it)", ", ".join(skipped))
+        stages = tuple(s for s in stages if s not in skipped)
     images = list_images(images_dir)
     run = RunLayout(Path(out_dir))
     run.root.mkdir(parents=True, exist_ok=True)
     cfg.save(run.root)
     target = target_diameter(cfg)
     labels_dir = Path(masks_dir) if masks_dir else run.presegmentation / "labels"
+    replay = load_replay(cfg.adapt.replay or SHIPPED_REPLAY, target) if {"recolour", "unet", "presegmenter"} & set(stages) else []
     if "presegment" in stages and masks_dir is None:
         log.info("stage presegment: labelling %d images with the presegmenter", len(images))
         predict_folder(images_dir, run.presegmentation, replace(cfg, method="fast", output=replace(cfg.output, report=False)))
@@ -97,6 +117,9 @@ def train_on_images(
         group_images(images_dir, run, cfg, single_experiment)
     groups = read_groups(run, images)
     by_stem = {p.stem: p for p in images}
+    if "recolour" in stages:
+        for cluster, group in sorted(groups.items()):
+            recolour_replay(replay, [by_stem[s] for s in group.stems if s in by_stem], labels_dir, run.recoloured(cluster), cfg, cluster)
     for cluster, group in sorted(groups.items()) if {"masks", "pix2pix"} & set(stages) else ():
         pairs = real_pairs([by_stem[s] for s in group.stems if s in by_stem], labels_dir, cfg, target)
         if "masks" in stages:
@@ -107,18 +130,51 @@ def train_on_images(
     if "synthesize" in stages:
         for cluster in sorted(groups):
             draw_images(run.generator(cluster), run.synthetic(cluster), cfg)
-    if {"unet", "presegmenter"} & set(stages):
-        synthetic = synthetic_pairs(run, sorted(groups), cfg.input)
+    tuning = [s for s in ("unet", "presegmenter") if s in stages]
+    if tuning:
+        synthetic = [pair for c in sorted(groups) for pair in folder_pairs(run.synthetic(c), cfg.input)]
+        recoloured = [pair for c in sorted(groups) for pair in folder_pairs(run.recoloured(c), cfg.input)]
         annotated = list(real_pairs(images, labels_dir, cfg, target).values()) if masks_dir else []
-        log.info("training pairs: %d synthetic, %d annotated", len(synthetic), len(annotated))
-        train_pairs, val_pairs = split_pairs(annotated + synthetic, val_dir, cfg, target)
+        replayed = replay if cfg.adapt.replay_in_training else []
+        log.info("training pairs: %d recoloured, %d synthetic, %d replayed, %d annotated", len(recoloured), len(synthetic), len(replayed), len(annotated))
+        train_pairs, val_pairs = split_pairs(annotated + recoloured + synthetic, val_dir, cfg, target)
+        train_pairs += replayed
+        minutes = fine_tuning_minutes(run, cfg, time.monotonic() - started, tuning)
         if "unet" in stages:
-            fine_tune_unets(train_pairs, val_pairs, run, cfg, target)
+            fine_tune_unets(train_pairs, val_pairs, run, cfg, target, minutes["unet"])
         if "presegmenter" in stages:
-            fine_tune_presegmenter(train_pairs, val_pairs, run, cfg, target)
+            fine_tune_presegmenter(train_pairs, val_pairs, run, cfg, target, minutes["presegmenter"])
     write_params(run, cfg)
-    log.info("training run finished; models in %s (use: nucflow predict --models %s)", run.models, run.models)
+    log.info("training run finished in %.0f min; models in %s (use: nucflow predict --models %s)", (time.monotonic() - started) / 60, run.models, run.models)
     return 0
+
+
+def use_pix2pix(cfg: NucflowConfig) -> bool:
+    """Whether the pix2pix stages run: as `adapt.pix2pix` says, or by default only on a GPU."""
+    if cfg.adapt.pix2pix is not None:
+        return cfg.adapt.pix2pix
+    return resolve_device(cfg.device).type != "cpu"
+
+
+def fine_tuning_minutes(run: RunLayout, cfg: NucflowConfig, spent: float, stages: list[str]) -> dict[str, float | None]:
+    """Minutes for each fine-tuning stage ("unet": for the whole ensemble): what `adapt.minutes`
+    leaves after the stages before (`spent` seconds), split by `adapt.presegmenter_share`. The
+    split is saved in RUN/budget.json on the first call, so a resumed run keeps it."""
+    if cfg.adapt.minutes is None:
+        return {"unet": None, "presegmenter": None}
+    if run.budget.is_file():
+        return json.loads(run.budget.read_text())
+    left = max(cfg.adapt.minutes - spent / 60, 1.0)
+    share = cfg.adapt.presegmenter_share if len(stages) == 2 else 1.0
+    budget = {"unet": left * (1 - share) if "presegmenter" in stages else left, "presegmenter": left * share}
+    log.info("fine-tuning: %.0f of the %g minutes left (presegmenter %.0f, U-Nets %.0f)", left, cfg.adapt.minutes, budget["presegmenter"], budget["unet"])
+    write_json(run.budget, budget)
+    return budget
+
+
+def within(limit: float | None, minutes: float | None) -> float | None:
+    """The tighter of a configured time limit and a share of the run's budget."""
+    return minutes if limit is None else limit if minutes is None else min(limit, minutes)
 
 
 def target_diameter(cfg: NucflowConfig) -> float:
@@ -208,14 +264,39 @@ def draw_images(generator_dir: Path, folder: Path, cfg: NucflowConfig) -> None:
         write_png(folder / "images" / f"{mask.stem}.png", synthesize(generator, read_labels(mask)))
 
 
-def synthetic_pairs(run: RunLayout, clusters: list[int], norm: InputConfig) -> list[Pair]:
-    """Every synthetic (image, mask) pair made so far; they are at the models' nucleus size already."""
-    pairs = []
-    for cluster in clusters:
-        folder = run.synthetic(cluster)
-        for image in sorted((folder / "images").glob("*.png")):
-            pairs.append((to_rgb8(read_input(image, norm), norm), read_labels(folder / "masks" / f"{image.stem}.tif")))
-    return pairs
+def recolour_replay(replay: list[Pair], images: list[Path], labels_dir: Path, folder: Path, cfg: NucflowConfig, cluster: int) -> None:
+    """`adapt.recoloured_per_cluster` replay pairs redrawn in the colours of the group's images (each
+    in those of one image, drawn at random; images whose labels give no colours are left out)."""
+    todo = [i for i in range(cfg.adapt.recoloured_per_cluster) if not (folder / "masks" / f"{i:04d}.tif").is_file()]
+    if not todo or not replay:
+        return
+    styles = []
+    for path in images:
+        try:
+            image, labels = load_pair(path, find_mask(labels_dir, path.stem), cfg.input)
+        except InputError as error:
+            log.warning("no colours from %s: %s", path.name, error)
+            continue
+        style = style_of(image, labels)
+        if style is not None:
+            styles.append(style)
+    if not styles:
+        log.warning("stage recolour: no image of style group %d has enough nuclei to take its colours from", cluster)
+        return
+    for index in tqdm(todo, desc=f"recoloured images, cluster {cluster}", unit="img"):
+        rng = np.random.default_rng([cfg.adapt.seed, cluster, index])
+        image, labels = replay[index % len(replay)]
+        drawn = recolour(image, labels, styles[int(rng.integers(len(styles)))])
+        if drawn is not None:
+            write_png(folder / "images" / f"{index:04d}.png", drawn)
+            write_labels(folder / "masks" / f"{index:04d}.tif", labels)
+
+
+def folder_pairs(folder: Path, norm: InputConfig) -> list[Pair]:
+    """The (image, mask) pairs of a folder of images/*.png and masks/*.tif made by a stage (at the models' nucleus size already)."""
+    return [
+        (to_rgb8(read_input(image, norm), norm), read_labels(folder / "masks" / f"{image.stem}.tif")) for image in sorted((folder / "images").glob("*.png"))
+    ]
 
 
 def split_pairs(pairs: list[Pair], val_dir: str | os.PathLike | None, cfg: NucflowConfig, target: float) -> tuple[list[Pair], list[Pair]]:
@@ -230,13 +311,19 @@ def split_pairs(pairs: list[Pair], val_dir: str | os.PathLike | None, cfg: Nucfl
     return [pairs[i] for i in order[held:]], [pairs[i] for i in order[:held]]
 
 
-def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: NucflowConfig, target: float) -> None:
+def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: NucflowConfig, target: float, minutes: float | None = None) -> None:
     """Each U-Net member, fine-tuned from the starting ensemble at its own nucleus size (or new, at
-    `target`), into RUN/models/unet/member-<i>."""
+    `target`), into RUN/models/unet/member-<i>; the members share `minutes`."""
     if not train:
         raise InputError(run.root, "no training pairs for the U-Nets: run the masks, pix2pix and synthesize stages, or give --masks")
     device = resolve_device(cfg.device)
-    settings = replace(cfg.unet.train, iterations=cfg.adapt.unet_iterations, val_every=min(cfg.unet.train.val_every, cfg.adapt.unet_iterations))
+    members = len(cfg.unet.sigmas) if cfg.adapt.from_scratch else len(list(Path(cfg.unet.model or DEFAULT_ENSEMBLE).glob("member-*")))
+    settings = replace(
+        cfg.unet.train,
+        iterations=cfg.adapt.unet_iterations,
+        val_every=min(cfg.unet.train.val_every, cfg.adapt.unet_iterations),
+        max_minutes=within(cfg.unet.train.max_minutes, None if minutes is None else minutes / max(members, 1)),
+    )
     if cfg.adapt.from_scratch:
         arch = cfg.unet.architecture
         starts = [(build_unet(arch), arch, sigma, seed, {"initialised_from": "random"}) for sigma, seed in zip(cfg.unet.sigmas, cfg.unet.seeds)]
@@ -266,8 +353,8 @@ def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: Nuc
         publish(member_dir / "model", run.models / "unet" / f"member-{index}")
 
 
-def fine_tune_presegmenter(train: list[Pair], val: list[Pair], run: RunLayout, cfg: NucflowConfig, target: float) -> None:
-    """The Mask R-CNN, fine-tuned from the starting model (or new), into RUN/models/presegment."""
+def fine_tune_presegmenter(train: list[Pair], val: list[Pair], run: RunLayout, cfg: NucflowConfig, target: float, minutes: float | None = None) -> None:
+    """The Mask R-CNN, fine-tuned from the starting model (or new) for at most `minutes`, into RUN/models/presegment."""
     if not train:
         raise InputError(run.root, "no training pairs for the presegmenter: run the masks, pix2pix and synthesize stages, or give --masks")
     device = resolve_device(cfg.device)
@@ -277,7 +364,10 @@ def fine_tune_presegmenter(train: list[Pair], val: list[Pair], run: RunLayout, c
         arch = Architecture.from_dict(start_card["architecture"])
         start.train()
     settings = replace(
-        cfg.presegment.train, iterations=cfg.adapt.presegmenter_iterations, val_every=min(cfg.presegment.train.val_every, cfg.adapt.presegmenter_iterations)
+        cfg.presegment.train,
+        iterations=cfg.adapt.presegmenter_iterations,
+        val_every=min(cfg.presegment.train.val_every, cfg.adapt.presegmenter_iterations),
+        max_minutes=within(cfg.presegment.train.max_minutes, minutes),
     )
     log.info("stage presegmenter: %s on %d pairs", "training from scratch" if start is None else "fine-tuning", len(train))
     card = {

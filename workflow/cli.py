@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--masks", help="folder of label images for the images (matched by stem); without it they are presegmented")
     train.add_argument("--val", metavar="VAL_DIR", help="folder with images/ and masks/ for validation and early stopping")
     train.add_argument("--single-experiment", action="store_true", help="all images have one style: no clustering, more synthetic masks")
-    train.add_argument("--stages", help="comma-separated stages to run (default all): presegment,cluster,masks,pix2pix,synthesize,unet,presegmenter")
+    train.add_argument("--stages", help="comma-separated stages to run (default all): presegment,cluster,recolour,masks,pix2pix,synthesize,unet,presegmenter")
+    train.add_argument("--minutes", type=float, help="time for the whole run (default 90); fine-tuning stops so that it ends within it")
     train.add_argument("--from-scratch", action="store_true", help="train new networks instead of fine-tuning the shipped ones")
     train.add_argument("--model", help="presegmenter to start from (default: the shipped model)")
     train.add_argument("--ensemble", help="U-Net ensemble to start from (default: the shipped ensemble)")
@@ -210,6 +211,8 @@ def _apply_train_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None
         cfg.adapt.masks = args.masks
     if args.val:
         cfg.adapt.val = args.val
+    if args.minutes is not None:
+        cfg.adapt.minutes = args.minutes
 
 
 def _check_counts(args: argparse.Namespace) -> None:

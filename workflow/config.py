@@ -61,13 +61,19 @@ class OutputConfig:
 
 
 # the stages of `nucflow train`, in the order they run
-TRAIN_STAGES = ("presegment", "cluster", "masks", "pix2pix", "synthesize", "unet", "presegmenter")
+TRAIN_STAGES = ("presegment", "cluster", "recolour", "masks", "pix2pix", "synthesize", "unet", "presegmenter")
 
 
 @dataclass
 class AdaptConfig:
     """How much synthetic data `nucflow train` makes and how long it fine-tunes."""
 
+    minutes: float | None = 90.0  # time for the whole run; fine-tuning stops so that the run ends within it (None = no limit)
+    presegmenter_share: float = 0.5  # of the fine-tuning time, when the U-Nets are fine-tuned too
+    replay: str | None = None  # replay sample (images/, masks/, replay.json) of the models' training data; None = the one shipped
+    replay_in_training: bool = True  # fine-tune on the replay sample too, so that the models do not forget their own data
+    recoloured_per_cluster: int = 96  # replay images redrawn in each style group's colours (0 = none)
+    pix2pix: bool | None = None  # synthetic images by pix2pix (masks, pix2pix, synthesize stages); None = on a GPU only (hours on a CPU)
     masks_per_cluster: int = 20
     single_experiment_masks: int = 1000
     style_images: int = 3  # pix2pix learns a style from the images nearest its cluster's centre ("best 3")
@@ -123,14 +129,14 @@ RENAMED = {"full.mrcnn_flips": "views.full", "presegment.detect.flips": "views.f
 POSITIVE = (
     "target_diameter diameter min_scale max_scale tile_size iterations batch_size crop_size val_every log_every "
     "max_minutes max_instances zoom size attempts min_area exemplars k k_min k_max max_side masks_per_cluster single_experiment_masks "
-    "style_images unet_iterations presegmenter_iterations patience checkpoint_every l1_weight discriminator_width fpn_channels "
+    "style_images unet_iterations presegmenter_iterations minutes patience checkpoint_every l1_weight discriminator_width fpn_channels "
     "box_head_width mask_head_width anchor_sizes anchor_ratios image_std decoder_channels depth mrcnn_scales scale_range val_limit scale pixel_size"
 ).split()
 NON_NEGATIVE = (
     "overlap tile_overlap contour_sigma dilate warmup_iterations learning_rate weight_decay grad_clip min_object_pixels pad_fraction smoothing_sigma "
-    "sigmas seeds seed octaves tie group_balance channel"
+    "sigmas seeds seed octaves tie group_balance channel recoloured_per_cluster"
 ).split()
-FRACTIONS = "touching_probability val_fraction view_score_floor min_size_fraction peak_distance_fraction beta1 image_mean".split()
+FRACTIONS = "presegmenter_share touching_probability val_fraction view_score_floor min_size_fraction peak_distance_fraction beta1 image_mean".split()
 
 
 def range_rule(name: str) -> tuple[float, float, bool] | None:

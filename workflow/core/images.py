@@ -36,8 +36,9 @@ def read_image(path: str | os.PathLike, channel: int | None = None, axes: str | 
     return planes
 
 
-def read_input(path: str | os.PathLike, norm: InputConfig) -> np.ndarray:
-    """`read_image` with the input settings' channel and axes."""
+def read_input(path: str | os.PathLike, norm: InputConfig | None = None) -> np.ndarray:
+    """`read_image` with the input settings' channel and axes (None: the defaults)."""
+    norm = norm or InputConfig()
     return read_image(path, norm.channel, norm.axes)
 
 

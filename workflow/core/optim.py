@@ -94,6 +94,12 @@ class TrainingRun:
         return self.state["elapsed"] / (self.cfg.max_minutes * 60) if self.cfg.max_minutes else 0.0
 
     @property
+    def minutes_left(self) -> float:
+        """Estimated minutes to the end: the iterations left at the pace so far, or the time limit when that comes first."""
+        by_pace = (self.cfg.iterations - self.iteration) * self.minutes / max(self.iteration, 1)
+        return min(by_pace, max(0.0, self.cfg.max_minutes - self.minutes)) if self.cfg.max_minutes else by_pace
+
+    @property
     def out_of_time(self) -> bool:
         return self.cfg.max_minutes is not None and self.state["elapsed"] > self.cfg.max_minutes * 60
 
