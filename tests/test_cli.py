@@ -158,7 +158,7 @@ def test_user_errors_exit_2_with_one_line(tmp_path, caplog):
 def test_normalisation_flags_are_recorded_and_bad_percentiles_refused(folders, tmp_path, caplog):
     images, _ = folders
     out = tmp_path / "out"
-    assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--percentiles", "1", "99", "--per-channel"]) == 0
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--percentiles", "1", "99", "--per-channel", "--polarity", "auto"]) == 0
     assert json.loads((out / "config.json").read_text())["input"] == {
         "normalize": True,
         "stretch_percentiles": [1.0, 99.0],
@@ -167,6 +167,7 @@ def test_normalisation_flags_are_recorded_and_bad_percentiles_refused(folders, t
         "channel": None,
         "axes": None,
         "pixel_size": None,
+        "polarity": "auto",
     }
     plain = tmp_path / "plain"
     assert main(["predict", str(images), "-o", str(plain), "--method", "classic", "--no-normalize"]) == 0

@@ -6,7 +6,7 @@ import pytest
 import tifffile
 
 from workflow.core.files import InputError, gather_images, list_images
-from workflow.core.images import InputConfig, read_image, resize_image, size_scale, to_rgb8
+from workflow.core.images import InputConfig, display_rgb8, has_dark_nuclei, read_image, resize_image, size_scale, to_rgb8
 
 
 def write_png(path, array):
@@ -213,6 +213,22 @@ def test_joint_stretch_keeps_the_colour_balance_of_a_stain():
     assert joint[9, 9].max() == 255 and joint[0, 0].min() == 0
     per_channel = to_rgb8(image, InputConfig(stretch_percentiles=(0, 100), per_channel=True, stretch_8bit=True)).astype(int)
     assert per_channel[0, 0].tolist() == [0, 0, 0]  # each channel on its own: the hue is gone
+
+
+def test_polarity_auto_inverts_dark_nuclei_on_a_bright_background_only():
+    nuclei = np.zeros((64, 64), bool)
+    nuclei[10:22, 10:22] = nuclei[40:52, 30:42] = True
+    stained = np.where(nuclei[..., None], [90, 40, 150], [235, 180, 210]).astype(np.uint8)
+    fluorescence = np.repeat(np.where(nuclei, 200, 10).astype(np.uint8)[..., None], 3, axis=2)
+    assert has_dark_nuclei(stained) and not has_dark_nuclei(fluorescence)
+    auto = InputConfig(polarity="auto")
+    seen = to_rgb8(stained, auto)
+    assert (seen[..., 0] == seen[..., 2]).all() and seen[nuclei].mean() > seen[~nuclei].mean() + 100  # gray, bright nuclei
+    assert (to_rgb8(fluorescence, auto) == to_rgb8(fluorescence)).all()  # already bright on dark: untouched
+    assert to_rgb8(fluorescence, InputConfig(polarity="invert"))[nuclei].mean() < 60
+    assert (to_rgb8(stained) == stained).all() and (display_rgb8(stained, auto)[nuclei].mean(axis=0) < 160).all()  # people see it as it is
+    with pytest.raises(ValueError, match="polarity"):
+        InputConfig(polarity="bright")
 
 
 def test_non_finite_pixels_are_left_out_of_the_stretch():

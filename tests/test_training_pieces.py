@@ -44,6 +44,9 @@ def test_training_run_decays_its_rate_with_the_time_spent(tmp_path, rng):
     run.step(run.model.weight.sum())
     assert run.time_used == pytest.approx(0.5, abs=0.01)
     assert run.learning_rate == pytest.approx(1e-3 * 0.505, rel=0.02)
+    assert run.minutes_left == pytest.approx(0.5, abs=0.01)  # the time limit comes long before 10**6 iterations
+    cfg.max_minutes, cfg.iterations = None, 3
+    assert run.minutes_left == pytest.approx(2 * 0.5, abs=0.02)  # two iterations left at half a minute each
 
 
 def test_make_optimizer_by_name():

@@ -33,6 +33,9 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     stretch.add_argument("--channel", type=int, metavar="N", help="the nuclear channel of multi-channel images (a TIFF's channels, or R, G, B = 0, 1, 2)")
     stretch.add_argument("--axes", metavar="AXES", help="a TIFF's dimensions where its metadata does not say, one letter each: T Z C Y X (e.g. ZYX, CYX)")
     stretch.add_argument("--stretch-8bit", action="store_true", help="stretch 8-bit images too (default: as they are, as the shipped models learned them)")
+    stretch.add_argument(
+        "--polarity", choices=("keep", "auto", "invert"), help="auto: images of dark nuclei on a bright background go to the networks gray and inverted"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +179,8 @@ def _apply_input_options(args: argparse.Namespace, cfg: "NucflowConfig") -> None
         changes["channel"] = args.channel
     if args.axes is not None:
         changes["axes"] = args.axes.upper()
+    if args.polarity is not None:
+        changes["polarity"] = args.polarity
     try:
         cfg.input = replace(cfg.input, **changes)
     except ValueError as error:

