@@ -109,7 +109,7 @@ def train_on_images(
     cfg.save(run.root)
     target = target_diameter(cfg)
     labels_dir = Path(masks_dir) if masks_dir else run.presegmentation / "labels"
-    replay = load_replay(cfg.adapt.replay or SHIPPED_REPLAY, target) if {"recolour", "unet", "presegmenter"} & set(stages) else []
+    replay = load_replay(cfg.adapt.replay or SHIPPED_REPLAY, target, cfg.input) if {"recolour", "unet", "presegmenter"} & set(stages) else []
     if "presegment" in stages and masks_dir is None:
         log.info("stage presegment: labelling %d images with the presegmenter", len(images))
         predict_folder(images_dir, run.presegmentation, replace(cfg, method="fast", output=replace(cfg.output, report=False)))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from workflow.core.files import InputError, list_images, write_json
-from workflow.core.images import read_input, resize_image, scaled_shape, to_rgb8
+from workflow.core.images import InputConfig, read_input, resize_image, scaled_shape, to_rgb8
 from workflow.core.labels import read_labels, resize_labels, write_labels
 from workflow.core.measure import write_png
 from workflow.training_data import Pair, find_mask, load_pair, normalise_pair, read_split, read_types
@@ -85,15 +85,15 @@ def make_replay_sample(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     return out_dir
 
 
-def load_replay(folder: str | os.PathLike, target: float) -> list[Pair]:
-    """The pairs of a replay sample, rescaled from the sample's nucleus size to `target`."""
+def load_replay(folder: str | os.PathLike, target: float, norm: InputConfig | None = None) -> list[Pair]:
+    """The pairs of a replay sample as the input settings `norm` make them, rescaled from the sample's nucleus size to `target`."""
     folder = Path(folder)
     if not (folder / REPLAY_CARD).is_file():
         raise InputError(folder, f"adapt.replay: not a replay sample (no {REPLAY_CARD}; make one with benchmarks/make_replay_sample.py)")
     factor = target / float(json.loads((folder / REPLAY_CARD).read_text())["target_diameter"])
     pairs = []
     for path in list_images(folder / "images"):
-        image, labels = to_rgb8(read_input(path)), read_labels(find_mask(folder / "masks", path.stem))
+        image, labels = to_rgb8(read_input(path, norm), norm), read_labels(find_mask(folder / "masks", path.stem))
         if factor != 1.0:
             shape = scaled_shape(image.shape, factor)
             image, labels = resize_image(image, shape), resize_labels(labels, shape)
