@@ -67,19 +67,26 @@ def main() -> None:
             with torch.inference_mode():
                 eager = median_seconds(lambda: network(x), args.repeat)
                 reference = first_output(network(x))
+                last = network.to(memory_format=torch.channels_last)  # how nucflow predicts (channels_last setting)
+                x_last = x.contiguous(memory_format=torch.channels_last)
+                eager_last = median_seconds(lambda: last(x_last), args.repeat)
+                network.to(memory_format=torch.contiguous_format)
             openvino = median_seconds(lambda: request.infer({0: x.numpy()}), args.repeat)
             difference = float(np.abs(reference - first_output(list(request.infer({0: x.numpy()}).values())[0])).max())
-            rows.append(f"| {name} | {shape[2]} x {shape[3]} | {eager * 1000:.0f} | {openvino * 1000:.0f} | {eager / openvino:.2f} | {difference:.1e} |")
+            best = min(eager, eager_last)
+            rows.append(
+                f"| {name} | {shape[2]} x {shape[3]} | {eager * 1000:.0f} | {eager_last * 1000:.0f} | {openvino * 1000:.0f} | {best / openvino:.2f} | {difference:.1e} |"
+            )
             print(rows[-1], flush=True)
     report = "\n".join(
         [
             "# Eager PyTorch against OpenVINO on this CPU",
             "",
-            f"Machine: {device_name(torch.device('cpu'))}, {args.threads} threads; torch {torch.__version__}, openvino {ov.__version__}; "
+            f"Machine: {device_name(torch.device('cpu'))}; torch {torch.__version__}, openvino {ov.__version__}; "
             f"{time.strftime('%Y-%m-%d')}. Median of {args.repeat} calls after a warm-up. `benchmarks/bench_runtimes.py`.",
             "",
-            "| network | input | PyTorch ms | OpenVINO ms | speed-up | largest output difference |",
-            "|---|---|---|---|---|---|",
+            "| network | input | PyTorch ms | PyTorch channels-last ms | OpenVINO ms | speed-up over the faster PyTorch | largest output difference |",
+            "|---|---|---|---|---|---|---|",
             *rows,
             "",
         ]
