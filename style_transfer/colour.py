@@ -28,6 +28,12 @@ class Style:
     background: tuple[float, float, float]
 
 
+def nucleus_mask(labels: np.ndarray) -> np.ndarray | None:
+    """The nucleus pixels, or None when nuclei or background have too few pixels to measure."""
+    inside = labels > 0
+    return inside if min(int(inside.sum()), int((~inside).sum())) >= MIN_PIXELS else None
+
+
 def to_lab(image: np.ndarray) -> np.ndarray:
     """An 8-bit RGB image as float L*a*b* (L 0-100)."""
     return cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
@@ -36,8 +42,8 @@ def to_lab(image: np.ndarray) -> np.ndarray:
 def style_of(image: np.ndarray, labels: np.ndarray) -> Style | None:
     """The style of an 8-bit RGB image whose nuclei are `labels`; None when it has too few nucleus
     or background pixels to tell."""
-    inside = labels > 0
-    if inside.sum() < MIN_PIXELS or (~inside).sum() < MIN_PIXELS:
+    inside = nucleus_mask(labels)
+    if inside is None:
         return None
     lab = to_lab(image)
     return Style(tuple(float(v) for v in np.median(lab[inside], axis=0)), tuple(float(v) for v in np.median(lab[~inside], axis=0)))
@@ -46,8 +52,8 @@ def style_of(image: np.ndarray, labels: np.ndarray) -> Style | None:
 def recolour(image: np.ndarray, labels: np.ndarray, style: Style) -> np.ndarray | None:
     """`image` (8-bit RGB, nuclei `labels`) redrawn in `style`; None when its nuclei and background
     have the same brightness (nothing to map)."""
-    inside = labels > 0
-    if inside.sum() < MIN_PIXELS or (~inside).sum() < MIN_PIXELS:
+    inside = nucleus_mask(labels)
+    if inside is None:
         return None
     gray = image.astype(np.float32).mean(axis=2) / 255.0
     nucleus_level, background_level = float(np.median(gray[inside])), float(np.median(gray[~inside]))

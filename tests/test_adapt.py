@@ -3,6 +3,7 @@
 import csv
 import json
 import shutil
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -11,7 +12,9 @@ import pytest
 from presegment.storage import DEFAULT_MODEL
 from tests.synthetic import disks
 from unet_ensemble.storage import DEFAULT_ENSEMBLE
+from workflow.adapt import RunLayout, fine_tuning_minutes
 from workflow.cli import main
+from workflow.config import load_config
 from workflow.core.labels import read_labels, write_labels
 from workflow.core.modelfiles import read_card
 from workflow.replay import SHIPPED_REPLAY
@@ -164,3 +167,16 @@ def test_recolour_stage_redraws_the_replay_sample_in_each_groups_colours_and_pix
         inside = read_labels(stained / "masks" / f"{path.stem}.tif") > 0
         assert np.abs(np.median(image[inside], axis=0) - [90, 40, 150]).max() < 25  # the H&E-like images' nucleus colour
         assert np.abs(np.median(image[~inside], axis=0) - [235, 180, 210]).max() < 25  # and their background
+
+
+def test_fine_tuning_shares_the_minutes_the_first_stages_leave_and_a_resumed_run_keeps_them(tmp_path):
+    run = RunLayout(tmp_path)
+    cfg = load_config(overrides=["adapt.minutes=60", "adapt.presegmenter_share=0.75"])
+    budget = fine_tuning_minutes(run, cfg, 20 * 60, ["unet", "presegmenter"])
+    assert (budget["presegmenter"], budget["unet"]) == (30.0, 10.0)  # 40 minutes left after 20
+    assert fine_tuning_minutes(run, cfg, 50 * 60, ["unet", "presegmenter"]) == budget  # resumed later: the same split
+    assert fine_tuning_minutes(run, replace(cfg, adapt=replace(cfg.adapt, minutes=120)), 20 * 60, ["presegmenter"])["presegmenter"] == 100.0
+    assert fine_tuning_minutes(RunLayout(tmp_path / "new"), replace(cfg, adapt=replace(cfg.adapt, minutes=None)), 0, ["unet"]) == {
+        "unet": None,
+        "presegmenter": None,
+    }

@@ -159,14 +159,17 @@ def use_pix2pix(cfg: NucflowConfig) -> bool:
 def fine_tuning_minutes(run: RunLayout, cfg: NucflowConfig, spent: float, stages: list[str]) -> dict[str, float | None]:
     """Minutes for each fine-tuning stage ("unet": for the whole ensemble): what `adapt.minutes`
     leaves after the stages before (`spent` seconds), split by `adapt.presegmenter_share`. The
-    split is saved in RUN/budget.json on the first call, so a resumed run keeps it."""
+    split is saved in RUN/budget.json on the first call, so a resumed run keeps it (unless
+    `adapt.minutes` changed)."""
     if cfg.adapt.minutes is None:
         return {"unet": None, "presegmenter": None}
     if run.budget.is_file():
-        return json.loads(run.budget.read_text())
+        saved = json.loads(run.budget.read_text())
+        if saved.get("run_minutes") == cfg.adapt.minutes:
+            return saved
     left = max(cfg.adapt.minutes - spent / 60, 1.0)
     share = cfg.adapt.presegmenter_share if len(stages) == 2 else 1.0
-    budget = {"unet": left * (1 - share) if "presegmenter" in stages else left, "presegmenter": left * share}
+    budget = {"unet": left * (1 - share) if "presegmenter" in stages else left, "presegmenter": left * share, "run_minutes": cfg.adapt.minutes}
     log.info("fine-tuning: %.0f of the %g minutes left (presegmenter %.0f, U-Nets %.0f)", left, cfg.adapt.minutes, budget["presegmenter"], budget["unet"])
     write_json(run.budget, budget)
     return budget
