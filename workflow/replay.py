@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -62,21 +62,19 @@ def make_replay_sample(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     images = {p.stem: p for p in list_images(data_dir / "images") if split.get(p.stem, "train") == "train"}
     stems = sorted(images)
     rng = np.random.default_rng(seed)
-    chosen = balanced_choice(stems, read_types(data_dir, stems), count, rng)
-    types = dict(zip(stems, read_types(data_dir, stems) or ["unknown"] * len(stems)))
+    kinds = read_types(data_dir, stems)
+    chosen = balanced_choice(stems, kinds, count, rng)
+    type_of = dict(zip(stems, kinds or ["unknown"] * len(stems)))
     for stem in chosen:
         image, labels = normalise_pair(*load_pair(images[stem], find_mask(data_dir / "masks", stem)), target)
         window = densest_crop(labels, crop, rng)
         write_png(out_dir / "images" / f"{stem}.png", image[window])
         write_labels(out_dir / "masks" / f"{stem}.tif", labels[window])
-    kinds: dict[str, int] = defaultdict(int)
-    for stem in chosen:
-        kinds[types[stem]] += 1
     card = {
         "source": data_dir.name,
         "subset": "train",
         "images": len(chosen),
-        "types": dict(sorted(kinds.items())),
+        "types": dict(sorted(Counter(type_of[stem] for stem in chosen).items())),
         "target_diameter": target,
         "crop_size": crop,
         "seed": seed,
