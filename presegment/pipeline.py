@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from torch import nn
 
 from presegment.config import DetectConfig, SizeProbe
-from presegment.predict import segment
-from workflow.core.images import resize_image, scaled_shape, size_scale
+from presegment.predict import configure, detect, segment
+from workflow.core.images import has_dark_nuclei, resize_image, scaled_shape, size_scale, with_polarity
 from workflow.core.labels import count_objects, median_diameter, resize_labels
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,36 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
             return None
         chosen = min(measured, key=lambda k: abs(np.log(measured[k] / target_diameter)))
     return found[chosen] / (probe.scale * 2.0**chosen)
+
+
+CONFIDENT_DETECTIONS = 10  # the confidence of a pass: the mean score of its this many best detections
+CONFIDENCE_WINDOW = 768  # px: the confidence pass sees at most this much of the image (around its centre)
+
+
+def confidence(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, probe: SizeProbe) -> float:
+    """How sure the presegmenter is that it sees nuclei: the mean score of its CONFIDENT_DETECTIONS best
+    detections (down to score 0.05; 0 when none) in one pass at the probe's first scale."""
+    low = replace(cfg, score_threshold=0.05)
+    configure(model, low)
+    window = probe_window(rgb8, probe.scale, min(probe.max_side or CONFIDENCE_WINDOW, CONFIDENCE_WINDOW))
+    best = np.sort(detect(model, window, low).scores)[::-1][:CONFIDENT_DETECTIONS]
+    return float(best.mean()) if best.size else 0.0
+
+
+def choose_polarity(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, probe: SizeProbe) -> tuple[np.ndarray, bool]:
+    """An image of dark nuclei on a bright background as it is or gray and inverted (`with_polarity`),
+    whichever the presegmenter is more confident on, and whether it was inverted; other images as they are.
+
+    Models trained on a stain recognise it in its own colours; a stain they never saw often looks to
+    them like nothing they know until it is shown as bright nuclei on dark, the way most training
+    images look. Their own confidence tells the two cases apart (benchmarks/results/polarity_choice.md).
+    """
+    if not has_dark_nuclei(rgb8):
+        return rgb8, False
+    inverted = with_polarity(rgb8, "invert")
+    if confidence(model, inverted, cfg, probe) > confidence(model, rgb8, cfg, probe):
+        return inverted, True
+    return rgb8, False
 
 
 def zoom_for(diameter: float | None, cfg: DetectConfig) -> float:

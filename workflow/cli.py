@@ -34,7 +34,9 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     stretch.add_argument("--axes", metavar="AXES", help="a TIFF's dimensions where its metadata does not say, one letter each: T Z C Y X (e.g. ZYX, CYX)")
     stretch.add_argument("--stretch-8bit", action="store_true", help="stretch 8-bit images too (default: as they are, as the shipped models learned them)")
     stretch.add_argument(
-        "--polarity", choices=("keep", "auto", "invert"), help="auto: images of dark nuclei on a bright background go to the networks gray and inverted"
+        "--polarity",
+        choices=("keep", "choose", "auto", "invert"),
+        help="images of dark nuclei on a bright background: choose (gray-inverted where the presegmenter is surer so), auto (always inverted), keep",
     )
 
 

@@ -26,6 +26,7 @@ class Prediction:
     labels: np.ndarray
     intermediate: dict[str, np.ndarray] = field(default_factory=dict)
     diameter: float | None = None  # the median nucleus diameter used (px); None: no nucleus found, segmented unscaled
+    inverted: bool = False  # the networks saw the image gray and inverted (input.polarity "choose" decided so)
 
 
 @dataclass
@@ -40,22 +41,24 @@ class Segmenter:
     segment: Callable[[np.ndarray, float | None], Prediction]  # labels for a known diameter (None: unscaled)
     size: SizeConfig
     tiling: TilingConfig
+    orient: Callable[[np.ndarray], tuple[np.ndarray, bool]] | None = None  # the image as the networks see it, and whether inverted
 
     def __call__(self, rgb8: np.ndarray, diameter: float | None = None) -> Prediction:
         """Labels of `rgb8`; `diameter` (px) overrides `size.diameter`, and without either the size is estimated."""
+        rgb8, inverted = self.orient(rgb8) if self.orient else (rgb8, False)
         diameter = diameter if diameter is not None else self.size.diameter
         diameter = diameter if diameter is not None else self.estimate(rgb8)
         scale = size_scale(diameter, self.target_diameter, self.size.min_scale, self.size.max_scale)
         tile, overlap = self.tiling.original_pixels(scale)
         if not needs_tiles(rgb8.shape, tile):
-            return replace(self.segment(rgb8, diameter), diameter=diameter)
+            return replace(self.segment(rgb8, diameter), diameter=diameter, inverted=inverted)
         log.info("large image (%d x %d px, x%.2f): segmenting it in tiles of %d px", rgb8.shape[0], rgb8.shape[1], scale, tile)
 
         def segment_tile(window: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             prediction = self.segment(window, diameter)
             return prediction.labels, prediction.intermediate
 
-        return Prediction(*segment_in_tiles(segment_tile, rgb8, tile, overlap), diameter=diameter)
+        return Prediction(*segment_in_tiles(segment_tile, rgb8, tile, overlap), diameter=diameter, inverted=inverted)
 
 
 def classic_segmenter(cfg: NucflowConfig) -> Segmenter:
@@ -84,6 +87,15 @@ def size_estimator(models, cfg: NucflowConfig) -> Callable[[np.ndarray], float |
     return lambda rgb8: estimate_diameter(models.presegmenter, rgb8, cfg.presegment.detect, models.target_diameter, cfg.presegment.probe)
 
 
+def polarity_chooser(models, cfg: NucflowConfig) -> Callable[[np.ndarray], tuple[np.ndarray, bool]] | None:
+    """With `input.polarity` "choose": the presegmenter's choice between an image of dark nuclei and its gray inversion."""
+    if cfg.input.polarity != "choose":
+        return None
+    from presegment.pipeline import choose_polarity
+
+    return lambda rgb8: choose_polarity(models.presegmenter, rgb8, cfg.presegment.detect, cfg.presegment.probe)
+
+
 def fast_segmenter(cfg: NucflowConfig) -> Segmenter:
     """Mask R-CNN presegmentation at the model's nucleus scale; the model is loaded once."""
     from presegment.pipeline import presegment
@@ -97,7 +109,7 @@ def fast_segmenter(cfg: NucflowConfig) -> Segmenter:
             presegment(model, rgb8, target, detect, diameter, scale_limits=scale_limits, contour_sigma=cfg.size.contour_sigma, views=cfg.views.fast).labels
         )
 
-    return Segmenter(target, size_estimator(models, cfg), run, cfg.size, cfg.tiling)
+    return Segmenter(target, size_estimator(models, cfg), run, cfg.size, cfg.tiling, polarity_chooser(models, cfg))
 
 
 def use_models_folder(cfg: NucflowConfig, folder: str | os.PathLike) -> None:
@@ -143,7 +155,7 @@ def full_segmenter(cfg: NucflowConfig) -> Segmenter:
         kept = intermediate_maps(outputs, cfg.full.mrcnn_scales, shape) if cfg.output.keep_intermediate else {}
         return Prediction(refined_labels(outputs, params, shape, cfg.size.contour_sigma), kept)
 
-    return Segmenter(models.target_diameter, size_estimator(models, cfg), run, cfg.size, cfg.tiling)
+    return Segmenter(models.target_diameter, size_estimator(models, cfg), run, cfg.size, cfg.tiling, polarity_chooser(models, cfg))
 
 
 def build_segmenter(method: str, cfg: NucflowConfig) -> Segmenter:

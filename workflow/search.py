@@ -17,7 +17,7 @@ from workflow.core.files import InputError, list_images, write_json
 from workflow.core.images import read_input, to_rgb8
 from workflow.core.labels import read_labels
 from workflow.full import network_outputs
-from workflow.predict import load_models, model_errors, size_estimator
+from workflow.predict import load_models, model_errors, polarity_chooser, size_estimator
 from workflow.training_data import find_mask
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def build_cases(images_dir: Path, masks_dir: Path, cfg: NucflowConfig) -> list[Case]:
     """Network outputs of every validation image (common resolution), computed once, with its ground truth at its own size."""
     models = load_models(cfg)
-    estimate = size_estimator(models, cfg)
+    estimate, orient = size_estimator(models, cfg), polarity_chooser(models, cfg)
     cases = []
     for path in tqdm(list_images(images_dir), desc="network outputs", unit="img"):
         rgb8 = to_rgb8(read_input(path, cfg.input), cfg.input)
@@ -34,6 +34,7 @@ def build_cases(images_dir: Path, masks_dir: Path, cfg: NucflowConfig) -> list[C
         truth = read_labels(mask_path)
         if truth.shape != rgb8.shape[:2]:
             raise InputError(mask_path, f"mask size {truth.shape} does not match image size {rgb8.shape[:2]}")
+        rgb8 = orient(rgb8)[0] if orient else rgb8
         outputs = network_outputs(models, rgb8, cfg, cfg.size.diameter if cfg.size.diameter is not None else estimate(rgb8))
         cases.append(Case(outputs.scales, outputs.probability, outputs.diameter, outputs.target_diameter, truth, outputs.centerness))
     return cases

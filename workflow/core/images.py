@@ -204,7 +204,9 @@ class InputConfig:
     channel: int | None = None  # the nuclear channel of multi-channel files (a TIFF's C axis, or R, G, B = 0, 1, 2); None: gray or RGB as is
     axes: str | None = None  # a TIFF's dimensions, one letter each (T Z C Y X, S = RGB samples), where its metadata does not say
     pixel_size: float | None = None  # micrometres per pixel for every image, over what the files record; None: from each file's metadata
-    polarity: str = "keep"  # "auto": images of dark nuclei on a bright background reach the networks gray and inverted; "invert": all; "keep": none
+    polarity: str = (
+        "keep"  # dark nuclei on bright: "choose" gray-inverts them where the presegmenter is surer so, "auto" always; "invert": every image; "keep": none
+    )
 
     def __post_init__(self) -> None:
         low, high = self.stretch_percentiles
@@ -214,7 +216,7 @@ class InputConfig:
             raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}, got {self.polarity!r}")
 
 
-POLARITIES = ("keep", "auto", "invert")
+POLARITIES = ("keep", "auto", "invert", "choose")
 
 
 def has_dark_nuclei(rgb8: np.ndarray) -> bool:
@@ -229,8 +231,9 @@ def has_dark_nuclei(rgb8: np.ndarray) -> bool:
 def with_polarity(rgb8: np.ndarray, polarity: str) -> np.ndarray:
     """The image as the networks see it under `polarity` (InputConfig): dark-nuclei images ("auto"), or
     all ("invert"), turned gray and inverted, so nuclei are bright on dark as in fluorescence, the
-    type most training images have."""
-    if polarity == "keep" or (polarity == "auto" and not has_dark_nuclei(rgb8)):
+    type most training images have. "choose" leaves the image as it is here: the presegmenter decides
+    (presegment.pipeline.choose_polarity), and training images stay as they are."""
+    if polarity in ("keep", "choose") or (polarity == "auto" and not has_dark_nuclei(rgb8)):
         return rgb8
     inverted = 255 - cv2.cvtColor(rgb8, cv2.COLOR_RGB2GRAY)
     return np.ascontiguousarray(np.repeat(inverted[:, :, None], 3, axis=2))
