@@ -1,5 +1,7 @@
 """input.polarity "choose": the presegmenter's own confidence decides whether dark nuclei are shown gray and inverted."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,14 @@ def test_confidence_is_the_mean_of_the_ten_best_scores(monkeypatch, scores, expe
     )
     assert confidence(None, np.zeros((2000, 300, 3), np.uint8), DetectConfig(), SizeProbe(scale=1.5)) == pytest.approx(expected)
     assert seen["threshold"] == 0.05 and seen["window"] == (768, 450, 3)  # weak detections count; the window is bounded
+
+
+def test_a_batch_says_which_images_were_segmented_inverted(monkeypatch, tmp_path, caplog):
+    from workflow import batch
+    from workflow.predict import Prediction
+
+    monkeypatch.setattr(batch, "cached_segmenter", lambda cfg: lambda rgb8: Prediction(np.zeros(rgb8.shape[:2], np.int32), inverted=True))
+    with caplog.at_level("INFO", logger="workflow.batch"):
+        result = batch.segment_image(Path(STAINED_TISSUE), tmp_path, load_config(overrides=["input.polarity=choose"]))
+    assert result.error is None
+    assert "segmented gray-inverted" in caplog.text and Path(STAINED_TISSUE).name in caplog.text

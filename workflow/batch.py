@@ -118,6 +118,8 @@ def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | 
             prediction = cached_segmenter(cfg)(rgb8)
             if prediction.diameter is None:
                 warnings.append(f"{path}: no nucleus found by the size estimate; segmented unscaled")
+            if prediction.inverted:
+                log.info("%s: dark nuclei on a bright background, segmented gray-inverted (the presegmenter was surer so)", path)
             write_all_or_nothing(out_dir, path.stem, functools.partial(write_image_outputs, out_dir, path.stem, image, prediction, cfg, pixel_size))
             nuclei = count_objects(prediction.labels)
     except InputError as error:
