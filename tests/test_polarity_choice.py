@@ -10,6 +10,7 @@ from presegment.config import DetectConfig, SizeProbe
 from presegment.pipeline import choose_polarity, confidence
 from presegment.predict import Detections
 from workflow.config import load_config
+from workflow.core.files import InputError
 from workflow.core.images import InputConfig, read_image, to_rgb8, with_polarity
 from workflow.predict import build_segmenter
 
@@ -86,3 +87,9 @@ def test_a_batch_says_which_images_were_segmented_inverted(monkeypatch, tmp_path
         result = batch.segment_image(Path(STAINED_TISSUE), tmp_path, load_config(overrides=["input.polarity=choose"]))
     assert result.error is None
     assert "segmented gray-inverted" in caplog.text and Path(STAINED_TISSUE).name in caplog.text
+
+
+def test_classic_refuses_choose_in_one_line():
+    cfg = load_config(overrides=["input.polarity=choose", "method=classic"])
+    with pytest.raises(InputError, match="--polarity choose asks the presegmenter"):
+        build_segmenter("classic", cfg)

@@ -63,6 +63,8 @@ class Segmenter:
 
 def classic_segmenter(cfg: NucflowConfig) -> Segmenter:
     """Otsu + watershed baseline on the size-normalised image."""
+    if cfg.input.polarity == "choose":
+        raise InputError(None, "--polarity choose asks the presegmenter, which --method classic does not run; use keep, auto or invert with classic")
     from presegment.classic import estimate_diameter, segment
 
     def run(rgb8: np.ndarray, diameter: float | None) -> Prediction:
