@@ -48,7 +48,7 @@ from workflow.core.labels import read_labels, write_labels
 from workflow.core.measure import write_png
 from workflow.core.runtime import resolve_device
 from workflow.replay import SHIPPED_REPLAY, load_replay
-from workflow.training import check_run_origin, initial_model_summary, training_size
+from workflow.training import check_run_origin, initial_model_summary, input_card, training_size
 from workflow.training_data import Pair, find_mask, load_pair, normalise_pair
 
 log = logging.getLogger(__name__)
@@ -351,7 +351,7 @@ def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: Nuc
     for index, (model, arch, sigma, seed, origin) in enumerate(starts):
         log.info("stage unet: member %d/%d from %s", index + 1, len(starts), origin["initialised_from"])
         member_dir = run.root / "unet" / f"member-{index}"
-        card = {"target_diameter": target, **origin, "training_data": {"train_pairs": len(train), "val_pairs": len(val)}}
+        card = {"target_diameter": target, **origin, "input": input_card(cfg), "training_data": {"train_pairs": len(train), "val_pairs": len(val)}}
         train_member(train, val, arch, settings, sigma, seed, member_dir, card, device, True, model.train())
         publish(member_dir / "model", run.models / "unet" / f"member-{index}")
 
@@ -376,6 +376,7 @@ def fine_tune_presegmenter(train: list[Pair], val: list[Pair], run: RunLayout, c
     card = {
         "target_diameter": target,
         "initialised_from": "random" if start is None else str(cfg.presegment.model or DEFAULT_MODEL),
+        "input": input_card(cfg),
         "training_data": {"train_pairs": len(train), "val_pairs": len(val)},
     }
     if start_card is not None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from workflow.config import NucflowConfig, SizeConfig
 from workflow.core.files import InputError
-from workflow.core.images import size_scale
+from workflow.core.images import InputConfig, size_scale
 from workflow.core.modelfiles import for_inference
 from workflow.core.tiling import TilingConfig, needs_tiles, segment_in_tiles
 
@@ -122,6 +122,34 @@ def use_models_folder(cfg: NucflowConfig, folder: str | os.PathLike) -> None:
     cfg.presegment.model, cfg.unet.model, cfg.full.params = trained_models(folder)
 
 
+INPUT_FLAGS = {
+    "normalize": "--no-normalize",
+    "stretch_percentiles": "--percentiles",
+    "per_channel": "--per-channel",
+    "stretch_8bit": "--stretch-8bit",
+    "polarity": "--polarity",
+}
+
+
+def input_differences(trained: dict, norm: InputConfig) -> list[str]:
+    """How this run's input settings differ from those a model's card says it was trained with (the settings
+    it records; older cards record few), one phrase each naming the flag that matches them. Predicting with
+    `--polarity auto` or `choose` a model trained on images as they are is what those settings are for, so
+    polarity counts only when the model learned inverted images."""
+    phrases = []
+    for key, flag in INPUT_FLAGS.items():
+        if key not in trained:
+            continue
+        learned, used = trained[key], getattr(norm, key)
+        if key == "stretch_percentiles":
+            learned, used = [float(v) for v in learned], [float(v) for v in used]
+        if key == "polarity" and learned not in ("auto", "invert"):
+            continue
+        if learned != used:
+            phrases.append(f"input.{key}={learned}, this run uses {used}: results may suffer (set {flag} to match)")
+    return phrases
+
+
 def load_models(cfg: NucflowConfig, ensemble: bool = True):
     """The networks `cfg` names (presegment.model, and with `ensemble` unet.model; None: the shipped ones),
     loaded once for inference, or a one-line error naming what is missing."""
@@ -133,6 +161,9 @@ def load_models(cfg: NucflowConfig, ensemble: bool = True):
     with model_errors():
         model, card = load_presegmenter(cfg.presegment.backend, cfg.presegment.model, cfg.device)
         members = load_ensemble(cfg.unet.model, device_of(model)) if ensemble else []
+    for name, model_card in [("presegmenter", card), *((f"U-Net member {i}", c) for i, (_, c) in enumerate(members))]:
+        for difference in input_differences(model_card.get("input", {}), cfg.input):
+            log.warning("the %s was trained with %s", name, difference)
     members = [(for_inference(member, cfg.channels_last), member_card) for member, member_card in members]
     sizes = {float(member_card["target_diameter"]) for _, member_card in members if "target_diameter" in member_card}
     if len(sizes) > 1:

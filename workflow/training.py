@@ -88,6 +88,11 @@ def _describe(origin: dict) -> str:
     return f"{origin['start_from'] or 'random weights'} at {origin['target_diameter']:g} px nuclei"
 
 
+def input_card(cfg: NucflowConfig) -> dict:
+    """The input settings a model is trained with, for its card: prediction warns when a run's differ."""
+    return {"format": "RGB uint8 (gray repeated, alpha dropped)", **asdict(cfg.input)}
+
+
 def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: NucflowConfig, resume: bool = True) -> dict:
     """Train a Mask R-CNN presegmenter on `data_dir` (images/, masks/, split.csv with train and val),
     from random weights or from the model folder `cfg.presegment.start_from`.
@@ -105,7 +110,7 @@ def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     cfg.save(out_dir)
     card = {
         "target_diameter": target,
-        "input": {"format": "RGB uint8 (gray repeated, alpha dropped)", **asdict(cfg.input)},
+        "input": input_card(cfg),
         "training_data": training_data_card(data_dir, len(train_pairs), len(val_pairs), groups),
     }
     initial = None
@@ -164,7 +169,7 @@ def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
     val_pairs, _ = load_annotated(data_dir, "val", target, cfg.input)
     groups = read_types(data_dir, stems)
     cfg.save(out_dir)
-    card = {"target_diameter": target, "training_data": training_data_card(data_dir, len(train_pairs), len(val_pairs), groups)}
+    card = {"target_diameter": target, "input": input_card(cfg), "training_data": training_data_card(data_dir, len(train_pairs), len(val_pairs), groups)}
     device, results = resolve_device(cfg.device), []
     for index, (sigma, seed) in enumerate(zip(cfg.unet.sigmas, cfg.unet.seeds)):
         member_dir = out_dir / f"member-{index}"
