@@ -291,6 +291,10 @@ def test_a_rerun_with_other_settings_is_refused_unless_overwrite(folders, tmp_pa
     assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--set", "size.contour_sigma=0"]) == 2
     assert "holds outputs made with other settings (size.contour_sigma: 1.5 before, 0.0 now)" in caplog.text
     assert (out / "config.json").read_text() == saved
+    caplog.set_level("INFO")
+    training_only = ["--set", "adapt.minutes=120", "--set", "presegment.train.learning_rate=0.0002"]  # e.g. a resumed nucflow train
+    assert main(["predict", str(images), "-o", str(out), "--method", "classic", *training_only]) == 0
+    assert "3 skipped (already done)" in caplog.text
     assert main(["predict", str(images), "-o", str(out), "--method", "classic", "--set", "size.contour_sigma=0", "--overwrite"]) == 0
     assert json.loads((out / "config.json").read_text())["size"]["contour_sigma"] == 0.0
 

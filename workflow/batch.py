@@ -208,6 +208,7 @@ def check_writable(out_dir: Path) -> None:
 
 
 IGNORED_SETTINGS = {"output.report"}  # settings that change no per-image output
+TRAINING_SECTIONS = ("adapt.", "presegment.train.", "unet.train.", "pix2pix.", "synthetic.", "cluster.", "search.")  # nor do these
 
 
 def first_difference(old: object, new: object, key: str = "") -> str | None:
@@ -219,7 +220,8 @@ def first_difference(old: object, new: object, key: str = "") -> str | None:
                 return found
         return None
     key = key.rstrip(".")
-    return None if old == new or key in IGNORED_SETTINGS else f"{key}: {json.dumps(old)} before, {json.dumps(new)} now"
+    unused = key in IGNORED_SETTINGS or f"{key}.".startswith(TRAINING_SECTIONS)
+    return None if old == new or unused else f"{key}: {json.dumps(old)} before, {json.dumps(new)} now"
 
 
 def check_same_settings(out_dir: Path, cfg: NucflowConfig) -> None:
