@@ -71,6 +71,7 @@ pack() {  # pack NAME FOLDER PATHS...: $OUT/NAME.tar of the PATHS that exist und
 pack preseg "$WORK/preseg" model config.json
 pack preseg-ft "$WORK/preseg-ft" model config.json
 for i in 0 1 2; do pack "unet-$i" "$WORK/unet-$i" ensemble config.json; done
-pack logs "$WORK" logs lto/results.json lto/report.md lto/before/presegment/model/model.json
+pack lto "$WORK/lto" before/presegment/model  # the leave-type-out presegmenter, to score and adapt it on the CPU later
+pack logs "$WORK" logs lto/results.json lto/report.md
 tail -n 3 "$WORK"/logs/*.log
 ls -l "$OUT"
