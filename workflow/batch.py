@@ -207,8 +207,8 @@ def check_writable(out_dir: Path) -> None:
         raise InputError(out_dir, f"output folder is not writable ({error.strerror})") from None
 
 
-IGNORED_SETTINGS = {"output.report"}  # settings that change no per-image output
-TRAINING_SECTIONS = ("adapt.", "presegment.train.", "unet.train.", "pix2pix.", "synthetic.", "cluster.", "search.")  # nor do these
+# settings (dotted keys, each ending in ".") that change no per-image output: the report, and every training setting
+IGNORED_SETTINGS = ("output.report.", "adapt.", "presegment.train.", "unet.train.", "pix2pix.", "synthetic.", "cluster.", "search.")
 
 
 def first_difference(old: object, new: object, key: str = "") -> str | None:
@@ -220,8 +220,7 @@ def first_difference(old: object, new: object, key: str = "") -> str | None:
                 return found
         return None
     key = key.rstrip(".")
-    unused = key in IGNORED_SETTINGS or f"{key}.".startswith(TRAINING_SECTIONS)
-    return None if old == new or unused else f"{key}: {json.dumps(old)} before, {json.dumps(new)} now"
+    return None if old == new or f"{key}.".startswith(IGNORED_SETTINGS) else f"{key}: {json.dumps(old)} before, {json.dumps(new)} now"
 
 
 def check_same_settings(out_dir: Path, cfg: NucflowConfig) -> None:
