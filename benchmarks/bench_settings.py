@@ -54,11 +54,11 @@ def dim_copy(image: np.ndarray, level: float) -> np.ndarray:
     return np.clip(np.round(colour * level / max(float(np.percentile(colour, 99.9)), 1.0)), 0, 255).astype(np.uint8)
 
 
-def pick_images(data: Path, train_every: int) -> list[tuple[str, str]]:
-    """(stem, subset): all val images, then every `train_every`-th train image."""
+def pick_images(data: Path, train_every: int, subsets: tuple[str, ...] = ("val", "train")) -> list[tuple[str, str]]:
+    """(stem, subset): all val images, then every `train_every`-th train image (of those in `subsets`)."""
     split = read_split(data)
-    val = sorted(s for s, subset in split.items() if subset == "val")
-    train = sorted(s for s, subset in split.items() if subset == "train")[::train_every] if train_every else []
+    val = sorted(s for s, subset in split.items() if subset == "val") if "val" in subsets else []
+    train = sorted(s for s, subset in split.items() if subset == "train")[::train_every] if train_every and "train" in subsets else []
     return [(s, "val") for s in val] + [(s, "train") for s in train]
 
 
@@ -88,6 +88,11 @@ def summary(rows: list[dict], arms: list[str]) -> list[str]:
     return lines
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The rows scored so far (by this process or another sharing the file)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
 def within_tolerance(row: dict) -> bool:
     truth, estimate = row["truth_diameter"], row["estimated_diameter"]
     return bool(truth and estimate and abs(estimate / truth - 1) <= SIZE_TOLERANCE)
@@ -99,6 +104,7 @@ def main() -> None:
     parser.add_argument("--arm", action="append", required=True, help="NAME=OVERRIDES (see above); the first is the reference")
     parser.add_argument("--jsonl", type=Path, required=True, help="per-image rows (appended; a rerun resumes)")
     parser.add_argument("--train-every", type=int, default=9, help="every n-th train image joins (0: val only)")
+    parser.add_argument("--subsets", nargs="+", default=["val", "train"], choices=["val", "train"], help="(two processes may share one --jsonl)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="markdown summary")
     args = parser.parse_args()
@@ -106,13 +112,12 @@ def main() -> None:
     arms = [parse_arm(text) for text in args.arm]
     images = {p.stem: p for p in list_images(args.data / "images")}
     types = dict(line.split(",")[:2] for line in (args.data / "types.csv").read_text().splitlines()[1:]) if (args.data / "types.csv").is_file() else {}
-    rows = [json.loads(line) for line in args.jsonl.read_text().splitlines()] if args.jsonl.is_file() else []
-    done = {(row["arm"], row["stem"]) for row in rows}
+    done = {(row["arm"], row["stem"]) for row in read_rows(args.jsonl)}
     segmenters = {}
     for name, overrides, dim in arms:
         cfg = load_config(overrides=overrides)
         segmenters[name] = (cfg, build_segmenter("fast", replace(cfg, method="fast")), dim)
-    for stem, subset in pick_images(args.data, args.train_every):
+    for stem, subset in pick_images(args.data, args.train_every, tuple(args.subsets)):
         truth = read_labels(find_mask(args.data / "masks", stem))
         for name, (cfg, segmenter, dim) in segmenters.items():
             if (name, stem) in done:
@@ -128,7 +133,6 @@ def main() -> None:
                 "n_true": scores.n_true, "n_pred": scores.n_pred, "truth_diameter": median_diameter(truth),
                 "estimated_diameter": prediction.diameter, "seconds": seconds,
             }  # fmt: skip
-            rows.append(row)
             with args.jsonl.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
     names = [name for name, _, _ in arms]
@@ -140,7 +144,7 @@ def main() -> None:
             f"(fast path; train images every {args.train_every}th). Arms: "
             + "; ".join(f"{n}: `{t.partition('=')[2] or 'defaults'}`" for n, t in zip(names, args.arm)),
             "",
-            *summary(rows, names),
+            *summary(read_rows(args.jsonl), names),
         ]
     )
     if args.out:

@@ -54,47 +54,73 @@ def probe_window(rgb8: np.ndarray, scale: float, max_side: int | None) -> np.nda
     return resize_image(window, scaled_shape(window.shape, scale)) if abs(scale - 1.0) >= 1e-3 else window
 
 
+KEPT_NUMBER = 0.5  # an octave down, whole nuclei keep at least this share of their number per image pixel
+
+
+@dataclass
+class ProbePass:
+    """What one probe pass measured: the usable median diameter (`nucleus_size`; None: unusable), the plain
+    median of whatever it found (None: nothing), and its objects per original-image pixel."""
+
+    diameter: float | None
+    any_diameter: float | None
+    density: float
+
+
+def probe_pass(model: nn.Module, rgb8: np.ndarray, scale: float, cfg: DetectConfig, max_side: int | None) -> ProbePass:
+    """One pass of the size probe on the window `probe_window` gives at `scale`."""
+    window = probe_window(rgb8, scale, max_side)
+    labels = segment(model, window, cfg)
+    area = window.shape[0] * window.shape[1] / scale**2  # in the image's own pixels
+    return ProbePass(nucleus_size(labels, min(window.shape[:2])), median_diameter(labels), count_objects(labels) / area)
+
+
 def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, target_diameter: float, probe: SizeProbe | None = None) -> float | None:
     """Median nucleus diameter in the image's pixels, or None if no pass finds a nucleus.
 
     One pass can lock onto fragments: a model shown nuclei far larger than it was trained on
     finds pieces of about its own size, and fragments do not shrink when the image does. So
     after the first pass, passes run an octave lower each (cheap: a quarter of the pixels each)
-    until the nuclei found shrink with the image (whole nuclei: `probe.shrink`) or none are
-    found. When they shrank, the pass that fits closest to the target size wins, the lower
-    scale on a near tie (nuclei that fit at scale s are twice the target at 2s, so a fit there
-    is fragments). When nothing shrank (a texture the model reads at its own size at every
-    scale) the first pass stays, if it fits. When nothing fits and the first pass found small
-    nuclei or none, octaves up are tried (tiny nuclei).
+    until the nuclei found shrink with the image while keeping their number (whole nuclei:
+    `probe.shrink`; a texture read at the model's size loses most of its 'nuclei' an octave
+    down instead) or none are found. When they shrank, the pass that fits closest to the target
+    size wins, the lower scale on a near tie (nuclei that fit at scale s are twice the target at
+    2s, so a fit there is fragments). When nothing shrank (a texture the model reads at its own
+    size at every scale) the first pass stays, if it fits. When nothing fits and the first pass
+    found small nuclei or none, octaves up are tried (tiny nuclei). When no pass gives a usable
+    size (e.g. a single nucleus), the first pass's plain median stands, as with one pass.
     """
     probe = probe or SizeProbe()
     if not probe.octaves:  # one pass, measured at the image's own size (what the shipped models were tuned with)
         return median_diameter(segment_at_scale(model, rgb8, probe.scale, cfg))
-    found: dict[int, float | None] = {}
+    passes: dict[int, ProbePass] = {}
 
     def diameter_at(k: int) -> float | None:
-        if k not in found:
-            window = probe_window(rgb8, probe.scale * 2.0**k, probe.max_side)
-            found[k] = nucleus_size(segment(model, window, cfg), min(window.shape[:2]))
-        return found[k]
+        if k not in passes:
+            passes[k] = probe_pass(model, rgb8, probe.scale * 2.0**k, cfg, probe.max_side)
+        return passes[k].diameter
 
     def fits(k: int) -> bool:
         diameter = diameter_at(k)
         return diameter is not None and 1 / probe.tolerance <= diameter / target_diameter <= probe.tolerance
 
-    run, shrank = [0], False  # the first pass, then an octave down at a time while the nuclei found do not shrink
+    def shrank(k: int) -> bool:  # whole nuclei: smaller with the image, and as many per pixel of the image
+        above, below = passes[k + 1], passes[k]
+        return above.diameter is not None and below.diameter < probe.shrink * above.diameter and below.density >= KEPT_NUMBER * above.density
+
+    run, whole = [0], False  # the first pass, then an octave down at a time while the nuclei found do not shrink
     diameter_at(0)
     for k in range(-1, -probe.octaves - 1, -1):
-        above, diameter = found[k + 1], diameter_at(k)
-        if diameter is None:
+        if diameter_at(k) is None:
             break
         run.append(k)
-        if above is not None and diameter < probe.shrink * above:  # they shrank with the image: whole nuclei
-            shrank = True
+        if shrank(k):
+            whole = True
             break
+    found = {k: p.diameter for k, p in passes.items()}
     fitting = {k: abs(np.log(found[k] / target_diameter)) for k in run if fits(k)}
     first = found[0]
-    if fitting and not shrank and 0 in fitting:  # nothing shrank further down: texture, not large nuclei
+    if fitting and not whole and 0 in fitting:  # nothing shrank further down: texture, not large nuclei
         chosen = 0
     elif fitting:  # the lowest octave among those (nearly) as close to the target as the closest
         closest = min(fitting.values())
@@ -103,10 +129,12 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
         chosen = next((k for k in range(1, probe.octaves + 1) if fits(k)), None)
     else:
         chosen = None
+    found = {k: p.diameter for k, p in passes.items()}  # with the passes above, if any ran
     if chosen is None:  # nothing fits: the pass whose nuclei came closest to the target size
         measured = {k: d for k, d in found.items() if d is not None}
         if not measured:
-            return None
+            first_any = passes[0].any_diameter
+            return None if first_any is None else first_any / probe.scale
         chosen = min(measured, key=lambda k: abs(np.log(measured[k] / target_diameter)))
     return found[chosen] / (probe.scale * 2.0**chosen)
 

@@ -139,3 +139,31 @@ def test_a_texture_read_at_every_scale_keeps_the_first_pass():
         TextureModel(), np.zeros((400, 400, 3), np.uint8), DetectConfig(pad_fraction=0), 40.0, SizeProbe(scale=1.0, octaves=3, max_side=768)
     )
     assert estimate == pytest.approx(median_diameter(np.pad(np.ones((30, 30), np.int32), 1)), rel=0.1)  # not 30 px at 1/8 scale
+
+
+class CollapsingTextureModel(TextureModel):
+    """Reads a texture as 30 px 'nuclei' down to 120 px images, and below that finds two 15 px objects: a
+    texture whose 'nuclei' seem to shrink at the lowest octave, but by vanishing, not by getting smaller."""
+
+    def forward(self, images):
+        height, width = images[0].shape[-2:]
+        if min(height, width) >= 120:
+            return super().forward(images)
+        self.calls += 1
+        boxes = torch.tensor([[5, 5, 20, 20], [25, 25, 40, 40]], dtype=torch.float32)
+        return [{"boxes": boxes, "scores": torch.full((2,), 0.9), "masks": torch.ones(2, 1, 28, 28)}]
+
+
+def test_objects_that_vanish_an_octave_down_are_not_whole_nuclei_shrinking():
+    image = np.zeros((400, 400, 3), np.uint8)
+    estimate = estimate_diameter(CollapsingTextureModel(), image, DetectConfig(pad_fraction=0), 40.0, SizeProbe(scale=1.0, octaves=3, max_side=768))
+    assert estimate == pytest.approx(median_diameter(np.pad(np.ones((30, 30), np.int32), 1)), rel=0.1)  # the first pass, not 60 px
+
+
+def test_a_single_nucleus_is_measured_by_the_first_pass_when_no_pass_gives_a_usable_size():
+    labels = nuclei_field((20, 20), (40, 40))
+    assert labels.max() == 1
+    image = bright_image(np.pad(labels, 80))
+    model = FragmentingModel(largest=1000)  # finds the one nucleus whole at every scale
+    estimate = estimate_diameter(model, image, DetectConfig(), 40.0, SizeProbe(scale=1.0, octaves=3, max_side=768))
+    assert estimate == pytest.approx(median_diameter(labels), rel=0.15)  # one object is too few to trust, but not nothing
