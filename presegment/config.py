@@ -40,10 +40,10 @@ class SizeProbe:
 
     scale: float = 1.5  # the first pass, as a multiple of the image's own size
     tolerance: float = 1.6
-    octaves: int = 0  # passes go at most this many octaves up or down from `scale`; 0: one pass (3: nuclei of 5-120 px)
+    octaves: int = 3  # passes go at most this many octaves up or down from `scale` (nuclei of 5-120 px); 0: one pass, whole image
     shrink: float = 0.75  # an octave down, nuclei measured below this share of the size above are whole nuclei (fragments do not shrink)
     tie: float = 0.1  # fits whose |log(size / target)| are this close count as equally good: the lower scale wins
-    max_side: int | None = None  # larger windows are cropped around the image's centre (bounded cost; 768 with octaves)
+    max_side: int | None = 768  # larger windows are cropped around the image's centre (bounded cost); None: whole image
 
     def __post_init__(self) -> None:
         if (

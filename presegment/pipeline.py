@@ -79,8 +79,9 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
     """Median nucleus diameter in the image's pixels, or None if no pass finds a nucleus.
 
     One pass can lock onto fragments: a model shown nuclei far larger than it was trained on
-    finds pieces of about its own size, and fragments do not shrink when the image does. So
-    after the first pass, passes run an octave lower each (cheap: a quarter of the pixels each)
+    finds pieces of about its own size, and fragments do not shrink when the image does. A first
+    pass whose nuclei are well below that size (a factor `probe.tolerance`) is taken as it is,
+    as the one-pass probe would. Otherwise passes run an octave lower each (cheap: a quarter of the pixels each)
     until the nuclei found shrink with the image while keeping their number (whole nuclei:
     `probe.shrink`; a texture read at the model's size loses most of its 'nuclei' an octave
     down instead) or none are found. When they shrank, the pass that fits closest to the target
@@ -108,8 +109,10 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
         above, below = passes[k + 1], passes[k]
         return above.diameter is not None and below.diameter < probe.shrink * above.diameter and below.density >= KEPT_NUMBER * above.density
 
+    first = diameter_at(0)
+    if first is not None and first * probe.tolerance < target_diameter:  # well below the model's size: not fragments
+        return first / probe.scale
     run, whole = [0], False  # the first pass, then an octave down at a time while the nuclei found do not shrink
-    diameter_at(0)
     for k in range(-1, -probe.octaves - 1, -1):
         if diameter_at(k) is None:
             break
@@ -119,7 +122,6 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
             break
     found = {k: p.diameter for k, p in passes.items()}
     fitting = {k: abs(np.log(found[k] / target_diameter)) for k in run if fits(k)}
-    first = found[0]
     if fitting and not whole and 0 in fitting:  # nothing shrank further down: texture, not large nuclei
         chosen = 0
     elif fitting:  # the lowest octave among those (nearly) as close to the target as the closest

@@ -14,7 +14,7 @@ from workflow.core.images import to_rgb8
 from workflow.core.labels import median_diameter
 from workflow.core.modelfiles import for_inference
 
-LADDER = SizeProbe(octaves=3, max_side=768)  # the octave ladder (off by default until the models are retuned for it)
+LADDER = SizeProbe(octaves=3, max_side=768)  # the octave ladder (the default)
 
 
 class FragmentingModel(BrightBlobModel):
