@@ -31,7 +31,7 @@ from workflow.core.labels import median_diameter, read_labels
 from workflow.core.metrics import score_image
 from workflow.core.runtime import device_name
 from workflow.predict import build_segmenter
-from workflow.training_data import find_mask, read_split
+from workflow.training_data import find_mask, read_split, read_types
 
 SIZE_TOLERANCE = 0.2  # an estimate "within 20 %" of the true median diameter
 
@@ -111,13 +111,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     arms = [parse_arm(text) for text in args.arm]
     images = {p.stem: p for p in list_images(args.data / "images")}
-    types = dict(line.split(",")[:2] for line in (args.data / "types.csv").read_text().splitlines()[1:]) if (args.data / "types.csv").is_file() else {}
+    chosen = pick_images(args.data, args.train_every, tuple(args.subsets))
+    types = dict(zip([stem for stem, _ in chosen], read_types(args.data, [stem for stem, _ in chosen]) or []))
     done = {(row["arm"], row["stem"]) for row in read_rows(args.jsonl)}
     segmenters = {}
     for name, overrides, dim in arms:
         cfg = load_config(overrides=overrides)
         segmenters[name] = (cfg, build_segmenter("fast", replace(cfg, method="fast")), dim)
-    for stem, subset in pick_images(args.data, args.train_every, tuple(args.subsets)):
+    for stem, subset in chosen:
         truth = read_labels(find_mask(args.data / "masks", stem))
         for name, (cfg, segmenter, dim) in segmenters.items():
             if (name, stem) in done:

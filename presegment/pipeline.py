@@ -88,7 +88,7 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
     size wins, the lower scale on a near tie (nuclei that fit at scale s are twice the target at
     2s, so a fit there is fragments). When nothing shrank (a texture the model reads at its own
     size at every scale) the first pass stays, if it fits. When nothing fits and the first pass
-    found small nuclei or none, octaves up are tried (tiny nuclei). When no pass gives a usable
+    found none, octaves up are tried (tiny nuclei). When no pass gives a usable
     size (e.g. a single nucleus), the first pass's plain median stands, as with one pass.
     """
     probe = probe or SizeProbe()
@@ -120,18 +120,17 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
         if shrank(k):
             whole = True
             break
-    found = {k: p.diameter for k, p in passes.items()}
-    fitting = {k: abs(np.log(found[k] / target_diameter)) for k in run if fits(k)}
+    fitting = {k: abs(np.log(diameter_at(k) / target_diameter)) for k in run if fits(k)}
     if fitting and not whole and 0 in fitting:  # nothing shrank further down: texture, not large nuclei
         chosen = 0
     elif fitting:  # the lowest octave among those (nearly) as close to the target as the closest
         closest = min(fitting.values())
         chosen = min(k for k, distance in fitting.items() if distance <= closest + probe.tie)
-    elif first is None or first < target_diameter:  # small or none: tiny nuclei, tried octaves up
+    elif first is None:  # none found (small ones returned above): tiny nuclei, tried octaves up
         chosen = next((k for k in range(1, probe.octaves + 1) if fits(k)), None)
     else:
         chosen = None
-    found = {k: p.diameter for k, p in passes.items()}  # with the passes above, if any ran
+    found = {k: p.diameter for k, p in passes.items()}
     if chosen is None:  # nothing fits: the pass whose nuclei came closest to the target size
         measured = {k: d for k, d in found.items() if d is not None}
         if not measured:
