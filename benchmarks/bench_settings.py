@@ -1,5 +1,6 @@
 """Settings compared image by image, on val and off val (train images the shipped models learned, scored the
-same way): the check DEVELOPERS.md asks of every tuning choice. Fast path, shipped models unless `--set`.
+same way): the check DEVELOPERS.md asks of every tuning choice. Fast path (or `--method full`), shipped models unless
+an arm sets others.
 
 Usage (from the repository root; resumable: rows already in --jsonl are kept):
     uv run python benchmarks/bench_settings.py ../shared/data/dsb2018 --jsonl runs/settings.jsonl \
@@ -9,7 +10,9 @@ Usage (from the repository root; resumable: rows already in --jsonl are kept):
 An arm is NAME=OVERRIDES: `section.key=value` settings separated by `;`, and optionally `dim=N`, which scores a
 dim copy of each image (8-bit, its 99.9th intensity percentile brought to N: the dim images labs produce).
 Images: every val image, then every `--train-every`-th train image (sorted by name). For each image all arms run
-in turn, so a run cut short still compares them on the same images.
+in turn, so a run cut short still compares them on the same images. `--stems FILE` keeps only the images named in
+FILE (one stem per line): e.g. those where two arms' fast-path size estimates differ, the only images on which a
+size-path setting can change the full path's result.
 """
 
 from __future__ import annotations
@@ -105,6 +108,8 @@ def main() -> None:
     parser.add_argument("--jsonl", type=Path, required=True, help="per-image rows (appended; a rerun resumes)")
     parser.add_argument("--train-every", type=int, default=9, help="every n-th train image joins (0: val only)")
     parser.add_argument("--subsets", nargs="+", default=["val", "train"], choices=["val", "train"], help="(two processes may share one --jsonl)")
+    parser.add_argument("--method", choices=["fast", "full"], default="fast")
+    parser.add_argument("--stems", type=Path, help="file of image stems (one per line): score only these")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, help="markdown summary")
     args = parser.parse_args()
@@ -112,12 +117,15 @@ def main() -> None:
     arms = [parse_arm(text) for text in args.arm]
     images = {p.stem: p for p in list_images(args.data / "images")}
     chosen = pick_images(args.data, args.train_every, tuple(args.subsets))
+    if args.stems:
+        wanted = set(args.stems.read_text().split())
+        chosen = [(stem, subset) for stem, subset in chosen if stem in wanted]
     types = dict(zip([stem for stem, _ in chosen], read_types(args.data, [stem for stem, _ in chosen]) or []))
     done = {(row["arm"], row["stem"]) for row in read_rows(args.jsonl)}
     segmenters = {}
     for name, overrides, dim in arms:
         cfg = load_config(overrides=overrides)
-        segmenters[name] = (cfg, build_segmenter("fast", replace(cfg, method="fast")), dim)
+        segmenters[name] = (cfg, build_segmenter(args.method, replace(cfg, method=args.method)), dim)
     for stem, subset in chosen:
         truth = read_labels(find_mask(args.data / "masks", stem))
         for name, (cfg, segmenter, dim) in segmenters.items():
@@ -142,7 +150,9 @@ def main() -> None:
             f"# Settings on val and off val: {', '.join(names)}",
             "",
             f"Machine: {device_name(torch.device('cpu'))}; {time.strftime('%Y-%m-%d')}. `benchmarks/bench_settings.py` "
-            f"(fast path; train images every {args.train_every}th). Arms: "
+            f"({args.method} path; train images every {args.train_every}th"
+            + (f"; only the images listed in {args.stems.name}" if args.stems else "")
+            + "). Arms: "
             + "; ".join(f"{n}: `{t.partition('=')[2] or 'defaults'}`" for n, t in zip(names, args.arm)),
             "",
             *summary(read_rows(args.jsonl), names),
