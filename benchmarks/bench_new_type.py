@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--before-ensemble", help="trained U-Net ensemble folder to use (skips its training)")
     parser.add_argument("--methods", nargs="+", choices=("fast", "full"), default=["fast"], help="paths to score (fast alone trains no U-Nets)")
     parser.add_argument("--adapt", action="store_true", help="also run nucflow train on the held-out images (no masks) and score again")
+    parser.add_argument("--replay-crops", type=int, default=64, help="crops of the other types' train images in the adaptation's replay sample")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--out", type=Path, help="markdown report (default: WORK/report.md)")
@@ -117,7 +118,7 @@ def main() -> None:
         stages = tuple(s for s in TRAIN_STAGES if s != "unet" or "full" in args.methods)
         replay = args.work / "replay"
         if not (replay / REPLAY_CARD).is_file():
-            make_replay_sample(rest, replay, 64, float(read_card(before.presegment.model)["target_diameter"]), cfg.adapt.seed)
+            make_replay_sample(rest, replay, args.replay_crops, float(read_card(before.presegment.model)["target_diameter"]), cfg.adapt.seed)
         adapting = time.monotonic()
         train_on_images(held / "images", args.work / "after", replace(before, adapt=replace(before.adapt, stages=stages, replay=str(replay))))
         print(f"nucflow train: {(time.monotonic() - adapting) / 60:.1f} min in this call", flush=True)

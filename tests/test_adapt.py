@@ -12,7 +12,7 @@ import pytest
 from presegment.storage import DEFAULT_MODEL
 from tests.synthetic import disks
 from unet_ensemble.storage import DEFAULT_ENSEMBLE
-from workflow.adapt import RunLayout, fine_tuning_minutes
+from workflow.adapt import RunLayout, fine_tuning_minutes, replay_order
 from workflow.cli import main
 from workflow.config import load_config
 from workflow.core.labels import read_labels, write_labels
@@ -180,3 +180,13 @@ def test_fine_tuning_shares_the_minutes_the_first_stages_leave_and_a_resumed_run
         "unet": None,
         "presegmenter": None,
     }
+
+
+def test_each_style_group_redraws_its_own_replay_pairs():
+    small, other = replay_order(96, 64, seed=0, cluster=0), replay_order(96, 64, seed=0, cluster=1)
+    assert sorted(set(small)) == list(range(64)) and len(small) == 96  # every pair once before any twice
+    assert small[:64] != other[:64]
+    large = [set(replay_order(96, 256, seed=0, cluster=c)) for c in range(3)]
+    assert all(len(drawn) == 96 for drawn in large)  # no pair twice while others are unused
+    assert large[0] != large[1] != large[2]  # a larger sample gives each group other pairs, not the first 96 again
+    assert replay_order(96, 256, seed=0, cluster=2) == replay_order(96, 256, seed=0, cluster=2)

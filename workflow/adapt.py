@@ -286,13 +286,21 @@ def recolour_replay(replay: list[Pair], images: list[Path], labels_dir: Path, fo
     if not styles:
         log.warning("stage recolour: no image of style group %d has enough nuclei to take its colours from", cluster)
         return
+    order = replay_order(cfg.adapt.recoloured_per_cluster, len(replay), cfg.adapt.seed, cluster)
     for index in tqdm(todo, desc=f"recoloured images, cluster {cluster}", unit="img"):
         rng = np.random.default_rng([cfg.adapt.seed, cluster, index])
-        image, labels = replay[index % len(replay)]
+        image, labels = replay[order[index]]
         drawn = recolour(image, labels, styles[int(rng.integers(len(styles)))])
         if drawn is not None:
             write_png(folder / "images" / f"{index:04d}.png", drawn)
             write_labels(folder / "masks" / f"{index:04d}.tif", labels)
+
+
+def replay_order(count: int, available: int, seed: int, cluster: int) -> list[int]:
+    """Which replay pair each of a group's `count` recoloured images redraws: every pair once before any
+    twice, in a seeded order of the group's own, so that groups draw different pairs from a sample larger than `count`."""
+    order = np.random.default_rng([seed, cluster]).permutation(available)
+    return [int(order[i % available]) for i in range(count)]
 
 
 def folder_pairs(folder: Path, norm: InputConfig) -> list[Pair]:
