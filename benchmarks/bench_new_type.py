@@ -126,7 +126,7 @@ def main() -> None:
         after = replace(before, presegment=replace(before.presegment, model=str(models / "presegment")))
         if "full" in args.methods:
             after.unet = replace(before.unet, model=str(models / "unet"))
-        settings.append(("after nucflow train (no masks)", after))
+        settings.append((f"after nucflow train ({'masks: ' + str(cfg.adapt.masks) if cfg.adapt.masks else 'no masks'})", after))
 
     results_path = args.work / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
