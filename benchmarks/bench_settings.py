@@ -120,7 +120,8 @@ def main() -> None:
     if args.stems:
         wanted = set(args.stems.read_text().split())
         chosen = [(stem, subset) for stem, subset in chosen if stem in wanted]
-    types = dict(zip([stem for stem, _ in chosen], read_types(args.data, [stem for stem, _ in chosen]) or []))
+    stems = [stem for stem, _ in chosen]
+    types = dict(zip(stems, read_types(args.data, stems) or []))
     done = {(row["arm"], row["stem"]) for row in read_rows(args.jsonl)}
     segmenters = {}
     for name, overrides, dim in arms:
