@@ -13,7 +13,7 @@ from workflow.predict import input_differences, load_models
 def test_differences_name_the_setting_and_the_flag_that_matches_it():
     trained = {"polarity": "auto", "stretch_8bit": True, "stretch_percentiles": [0.1, 99.9], "per_channel": False}
     polarity, stretch = sorted(input_differences(trained, InputConfig()))
-    assert "input.polarity=auto, this run uses keep" in polarity and "--polarity" in polarity
+    assert "input.polarity=auto, this run uses choose" in polarity and "--polarity" in polarity
     assert "input.stretch_8bit=True, this run uses False" in stretch and "--stretch-8bit" in stretch
     assert input_differences(trained, InputConfig(polarity="auto", stretch_8bit=True)) == []
     assert "--percentiles" in input_differences({"stretch_percentiles": [1, 99]}, InputConfig())[0]

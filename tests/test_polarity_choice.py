@@ -10,7 +10,6 @@ from presegment.config import DetectConfig, SizeProbe
 from presegment.pipeline import choose_polarity, confidence
 from presegment.predict import Detections
 from workflow.config import load_config
-from workflow.core.files import InputError
 from workflow.core.images import InputConfig, read_image, to_rgb8, with_polarity
 from workflow.predict import build_segmenter
 
@@ -50,8 +49,7 @@ def test_the_more_confident_view_wins_and_a_tie_keeps_the_image(monkeypatch, kep
 
 @pytest.mark.slow
 def test_shipped_presegmenter_inverts_a_negative_and_keeps_a_stain_it_knows():
-    cfg = load_config(overrides=["input.polarity=choose"])
-    segmenter = build_segmenter("fast", cfg)
+    segmenter = build_segmenter("fast", load_config())  # choose is the default
     assert segmenter.orient is not None
     fluorescence = to_rgb8(read_image(FLUORESCENCE))
     negative = 255 - fluorescence  # dark gray nuclei on bright: no training image looks like this
@@ -59,7 +57,7 @@ def test_shipped_presegmenter_inverts_a_negative_and_keeps_a_stain_it_knows():
     assert prediction.inverted and prediction.labels.shape == negative.shape[:2]
     assert (prediction.labels > 0).sum() > 0.5 * (build_segmenter("fast", load_config())(fluorescence).labels > 0).sum()
     assert not segmenter(to_rgb8(read_image(STAINED_TISSUE))).inverted
-    assert build_segmenter("fast", load_config()).orient is None  # "keep": no chooser
+    assert build_segmenter("fast", load_config(overrides=["input.polarity=keep"])).orient is None  # no chooser
 
 
 @pytest.mark.parametrize("scores, expected", [([], 0.0), ([0.2, 0.9], 0.55), (list(np.linspace(0.05, 1.0, 20)), np.linspace(0.05, 1.0, 20)[-10:].mean())])
@@ -89,7 +87,12 @@ def test_a_batch_says_which_images_were_segmented_inverted(monkeypatch, tmp_path
     assert "segmented gray-inverted" in caplog.text and Path(STAINED_TISSUE).name in caplog.text
 
 
-def test_classic_refuses_choose_in_one_line():
-    cfg = load_config(overrides=["input.polarity=choose", "method=classic"])
-    with pytest.raises(InputError, match="--polarity choose asks the presegmenter"):
-        build_segmenter("classic", cfg)
+def test_choose_is_the_default_and_classic_keeps_images_under_it(caplog):
+    cfg = load_config()
+    assert cfg.input.polarity == "choose"
+    stained = np.kron(disks(dark=True), np.ones((2, 2, 1), np.uint8))  # 128 x 128, nuclei 24 px
+    kept = build_segmenter("classic", load_config(overrides=["input.polarity=keep"]))(stained)
+    with caplog.at_level("INFO"):
+        chosen = build_segmenter("classic", cfg)(stained)
+    assert (chosen.labels == kept.labels).all() and not chosen.inverted
+    assert any("classic" in r.getMessage() and "as they are" in r.getMessage() for r in caplog.records)

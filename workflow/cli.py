@@ -36,7 +36,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     stretch.add_argument(
         "--polarity",
         choices=("keep", "choose", "auto", "invert"),
-        help="images of dark nuclei on a bright background: choose (gray-inverted where the presegmenter is surer so), auto (always inverted), keep",
+        help="images of dark nuclei on a bright background: choose (default: gray-inverted where the presegmenter is surer so; "
+        "classic keeps them), auto (always inverted), keep (never)",
     )
 
 

@@ -64,7 +64,9 @@ class Segmenter:
 def classic_segmenter(cfg: NucflowConfig) -> Segmenter:
     """Otsu + watershed baseline on the size-normalised image."""
     if cfg.input.polarity == "choose":
-        raise InputError(None, "--polarity choose asks the presegmenter, which --method classic does not run; use keep, auto or invert with classic")
+        log.info(
+            "classic: images of dark nuclei are segmented as they are (--polarity choose asks the presegmenter, which classic does not run; auto inverts them)"
+        )
     from presegment.classic import estimate_diameter, segment
 
     def run(rgb8: np.ndarray, diameter: float | None) -> Prediction:
