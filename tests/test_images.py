@@ -215,6 +215,22 @@ def test_joint_stretch_keeps_the_colour_balance_of_a_stain():
     assert per_channel[0, 0].tolist() == [0, 0, 0]  # each channel on its own: the hue is gone
 
 
+def test_a_dim_stain_is_stretched_and_a_dim_fluorescence_image_is_not():
+    nuclei = np.zeros((64, 64), bool)
+    nuclei[10:22, 10:22] = nuclei[40:52, 30:42] = True
+    stain = np.where(nuclei[..., None], [90, 40, 150], [235, 180, 210]).astype(np.uint8)
+    dim_stain = (stain.astype(float) * 40 / 235).round().astype(np.uint8)  # underexposed: 0-40
+    seen = to_rgb8(dim_stain)
+    assert seen.max() == 255 and seen.min() == 0
+    assert seen[nuclei].mean(axis=0).argmin() == 1 and seen[nuclei].mean() < seen[~nuclei].mean() - 100  # still purple, dark on bright
+    assert (to_rgb8(stain) == stain).all()  # a stain at full range stays as it is
+    assert (to_rgb8(dim_stain, InputConfig(stretch_dim_dark=0)) == dim_stain).all()  # switched off
+    dim_fluorescence = np.where(nuclei, 40, 2).astype(np.uint8)  # the models learned these as they are
+    np.testing.assert_array_equal(to_rgb8(dim_fluorescence)[..., 0], dim_fluorescence)
+    with pytest.raises(ValueError, match="stretch_dim_dark"):
+        InputConfig(stretch_dim_dark=300)
+
+
 def test_polarity_auto_inverts_dark_nuclei_on_a_bright_background_only():
     nuclei = np.zeros((64, 64), bool)
     nuclei[10:22, 10:22] = nuclei[40:52, 30:42] = True

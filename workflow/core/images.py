@@ -201,6 +201,7 @@ class InputConfig:
     stretch_percentiles: tuple[float, float] = (0.1, 99.9)
     per_channel: bool = False  # colour images: stretch each channel on its own (False: one range for all, keeping the colour balance)
     stretch_8bit: bool = False  # 8-bit images stretched too (for models trained so; the shipped ones learned them as they are)
+    stretch_dim_dark: int = 64  # 8-bit images of dark nuclei on a bright background spanning fewer grey levels are stretched; 0: never
     channel: int | None = None  # the nuclear channel of multi-channel files (a TIFF's C axis, or R, G, B = 0, 1, 2); None: gray or RGB as is
     axes: str | None = None  # a TIFF's dimensions, one letter each (T Z C Y X, S = RGB samples), where its metadata does not say
     pixel_size: float | None = None  # micrometres per pixel for every image, over what the files record; None: from each file's metadata
@@ -214,6 +215,8 @@ class InputConfig:
             raise ValueError(f"stretch_percentiles must satisfy 0 <= low < high <= 100, got {list(self.stretch_percentiles)}")
         if self.polarity not in POLARITIES:
             raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}, got {self.polarity!r}")
+        if not 0 <= self.stretch_dim_dark <= 256:
+            raise ValueError(f"stretch_dim_dark must be a number of grey levels from 0 to 256, got {self.stretch_dim_dark}")
 
 
 POLARITIES = ("keep", "auto", "invert", "choose")
@@ -223,9 +226,25 @@ def has_dark_nuclei(rgb8: np.ndarray) -> bool:
     """Whether an image looks like dark nuclei on a bright background (bright-field, H&E): most of its
     pixels lie above the Otsu threshold of its gray values. Nuclei rarely cover half an image; on the
     664 DSB 2018 images (masks tell the truth) this is right for 662, wrong for two crowded H&E sections."""
-    gray = cv2.cvtColor(rgb8, cv2.COLOR_RGB2GRAY)
+    return _mostly_above_otsu(cv2.cvtColor(rgb8, cv2.COLOR_RGB2GRAY))
+
+
+def _mostly_above_otsu(gray: np.ndarray) -> bool:
     threshold, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return float(np.mean(gray > threshold)) > 0.5
+
+
+def is_dim_with_dark_nuclei(image8: np.ndarray, levels: int) -> bool:
+    """Whether an 8-bit (H, W, 1|3) image spans fewer than `levels` grey levels between its 0.1 and 99.9
+    percentiles and shows dark nuclei on a bright background: an underexposed stain or bright-field image.
+    The shipped models learned dim images only of bright nuclei on dark (a fifth of the DSB images, all
+    fluorescence, span under 64 levels), and every stained or bright-field one at nearly full range."""
+    if levels <= 0:
+        return False
+    gray = image8[:, :, 0] if image8.shape[2] == 1 else cv2.cvtColor(image8, cv2.COLOR_RGB2GRAY)
+    cumulative = np.cumsum(np.bincount(gray.ravel(), minlength=256)) / gray.size
+    low, high = np.searchsorted(cumulative, [0.001, 0.999])
+    return bool(0 < high - low < levels) and _mostly_above_otsu(gray)  # a flat image has no nuclei to see
 
 
 def with_polarity(rgb8: np.ndarray, polarity: str) -> np.ndarray:
@@ -249,14 +268,15 @@ def to_rgb8(image: np.ndarray, norm: InputConfig | None = None) -> np.ndarray:
     """Network input: (H, W, 3) uint8. Gray is repeated to 3 channels and alpha dropped; with
     `norm.normalize` (the default) 16-bit and float intensities are stretched between
     percentiles, and 8-bit ones too with `norm.stretch_8bit` (dim 8-bit images then reach the
-    networks as bright as 16-bit ones). Non-finite pixels are left out of the stretch and become 0.
+    networks as bright as 16-bit ones) or when they are dim images of dark nuclei (`is_dim_with_dark_nuclei`,
+    `norm.stretch_dim_dark` levels). Non-finite pixels are left out of the stretch and become 0.
     `norm.polarity` may then turn images of dark nuclei gray and inverted (`with_polarity`).
     """
     norm = norm or InputConfig()
     if image.ndim == 2:
         image = image[:, :, None]
     image = image[:, :, :3]
-    if norm.normalize and (image.dtype != np.uint8 or norm.stretch_8bit):
+    if norm.normalize and (image.dtype != np.uint8 or norm.stretch_8bit or is_dim_with_dark_nuclei(image, norm.stretch_dim_dark)):
         image = _stretch(image, norm.stretch_percentiles, norm.per_channel)
     else:
         image = _fixed_range(image)
