@@ -205,9 +205,7 @@ class InputConfig:
     channel: int | None = None  # the nuclear channel of multi-channel files (a TIFF's C axis, or R, G, B = 0, 1, 2); None: gray or RGB as is
     axes: str | None = None  # a TIFF's dimensions, one letter each (T Z C Y X, S = RGB samples), where its metadata does not say
     pixel_size: float | None = None  # micrometres per pixel for every image, over what the files record; None: from each file's metadata
-    polarity: str = (
-        "choose"  # dark nuclei on bright gray-inverted where the presegmenter is surer so ("choose"), always ("auto") or never ("keep"); "invert": all
-    )
+    polarity: str = "choose"  # dark nuclei on bright gray-inverted where the presegmenter is surer ("choose"), always ("auto"), never ("keep")
 
     def __post_init__(self) -> None:
         low, high = self.stretch_percentiles
