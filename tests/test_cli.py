@@ -164,6 +164,7 @@ def test_normalisation_flags_are_recorded_and_bad_percentiles_refused(folders, t
         "stretch_percentiles": [1.0, 99.0],
         "per_channel": True,
         "stretch_8bit": False,
+        "stretch_dim_dark": 64,
         "channel": None,
         "axes": None,
         "pixel_size": None,
@@ -177,6 +178,8 @@ def test_normalisation_flags_are_recorded_and_bad_percentiles_refused(folders, t
     assert json.loads((stretched / "config.json").read_text())["input"]["stretch_8bit"] is True
     assert main(["predict", str(images), "-o", str(tmp_path / "bad"), "--method", "classic", "--percentiles", "99", "1"]) == 2
     assert "--percentiles: stretch_percentiles must satisfy 0 <= low < high <= 100, got [99.0, 1.0]" in caplog.text
+    assert main(["predict", str(images), "-o", str(tmp_path / "bad"), "--set", "input.stretch_dim_dark=300"]) == 2
+    assert "stretch_dim_dark must be a number of grey levels from 0 to 256, got 300" in caplog.text
     assert main(["predict", str(images), "-o", str(tmp_path / "bad"), "--set", "input.stretch_percentiles=[5, 200]"]) == 2
     assert "stretch_percentiles must satisfy" in caplog.text
 
