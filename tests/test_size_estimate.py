@@ -167,3 +167,27 @@ def test_a_single_nucleus_is_measured_by_the_first_pass_when_no_pass_gives_a_usa
     model = FragmentingModel(largest=1000)  # finds the one nucleus whole at every scale
     estimate = estimate_diameter(model, image, DetectConfig(), 40.0, SizeProbe(scale=1.0, octaves=3, max_side=768))
     assert estimate == pytest.approx(median_diameter(labels), rel=0.15)  # one object is too few to trust, but not nothing
+
+
+class SmallBlindModel(FragmentingModel):
+    """Misses blobs under `smallest` px across, as a Mask R-CNN misses nuclei far below its training size."""
+
+    def __init__(self, smallest: int):
+        super().__init__(largest=1000)
+        self.smallest = smallest
+
+    def forward(self, images):
+        image = images[0].clone()
+        for region in regionprops(connected_components(image.mean(0).numpy() > 0.5)):
+            y0, x0, y1, x1 = region.bbox
+            if max(y1 - y0, x1 - x0) < self.smallest:
+                image[:, y0:y1, x0:x1] = 0
+        return super().forward([image])
+
+
+def test_a_single_small_nucleus_missed_by_the_first_pass_is_measured_by_a_pass_above():
+    labels = nuclei_field((10, 10), (20, 20))
+    assert labels.max() == 1
+    image = bright_image(np.pad(labels, 70))
+    estimate = estimate_diameter(SmallBlindModel(smallest=15), image, DetectConfig(), 40.0, SizeProbe(scale=1.0, octaves=3, max_side=768))
+    assert estimate == pytest.approx(median_diameter(labels), rel=0.15)  # found at 2x, one object: its own size, not None
