@@ -89,8 +89,8 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
     2s, so a fit there is fragments). When nothing shrank (a texture the model reads at its own
     size at every scale) the first pass stays, if it fits. When nothing fits and the first pass
     found none, octaves up are tried (tiny nuclei). When no pass gives a usable
-    size (e.g. a single nucleus), the plain median of the first pass that found anything stands (the first
-    pass, as with one pass, unless it found nothing and a pass above did: a single small nucleus).
+    size (e.g. a single nucleus), the plain median of the first pass stands, as with one pass, or where it found
+    nothing, that of the lowest pass above it that did (a single small nucleus; passes below see too few pixels).
     """
     probe = probe or SizeProbe()
     if not probe.octaves:  # one pass, measured at the image's own size (what the shipped models were tuned with)
@@ -134,8 +134,8 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
     found = {k: p.diameter for k, p in passes.items()}
     if chosen is None:  # nothing fits: the pass whose nuclei came closest to the target size
         measured = {k: d for k, d in found.items() if d is not None}
-        if not measured:  # the plain median of the first pass that found anything (passes are kept in the order they ran)
-            seen = next((k for k, p in passes.items() if p.any_diameter is not None), None)
+        if not measured:  # the plain median of the first pass at or above the first scale that found anything
+            seen = next((k for k in sorted(k for k in passes if k >= 0) if passes[k].any_diameter is not None), None)
             return None if seen is None else passes[seen].any_diameter / (probe.scale * 2.0**seen)
         chosen = min(measured, key=lambda k: abs(np.log(measured[k] / target_diameter)))
     return found[chosen] / (probe.scale * 2.0**chosen)
