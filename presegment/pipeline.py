@@ -135,7 +135,7 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
     if chosen is None:  # nothing fits: the pass whose nuclei came closest to the target size
         measured = {k: d for k, d in found.items() if d is not None}
         if not measured:  # the plain median of the first pass at or above the first scale that found anything
-            seen = next((k for k in sorted(k for k in passes if k >= 0) if passes[k].any_diameter is not None), None)
+            seen = next((k for k in sorted(passes) if k >= 0 and passes[k].any_diameter is not None), None)
             return None if seen is None else passes[seen].any_diameter / (probe.scale * 2.0**seen)
         chosen = min(measured, key=lambda k: abs(np.log(measured[k] / target_diameter)))
     return found[chosen] / (probe.scale * 2.0**chosen)

@@ -228,6 +228,7 @@ def has_dark_nuclei(rgb8: np.ndarray) -> bool:
 
 
 def _mostly_above_otsu(gray: np.ndarray) -> bool:
+    """Most pixels brighter than the Otsu threshold: a bright background around darker objects."""
     threshold, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return float(np.mean(gray > threshold)) > 0.5
 
