@@ -97,9 +97,12 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
         return median_diameter(segment_at_scale(model, rgb8, probe.scale, cfg))
     passes: dict[int, ProbePass] = {}
 
+    def scale_of(k: int) -> float:  # pass k runs k octaves from the first scale
+        return probe.scale * 2.0**k
+
     def diameter_at(k: int) -> float | None:
         if k not in passes:
-            passes[k] = probe_pass(model, rgb8, probe.scale * 2.0**k, cfg, probe.max_side)
+            passes[k] = probe_pass(model, rgb8, scale_of(k), cfg, probe.max_side)
         return passes[k].diameter
 
     def fits(k: int) -> bool:
@@ -136,9 +139,9 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
         measured = {k: d for k, d in found.items() if d is not None}
         if not measured:  # the plain median of the first pass at or above the first scale that found anything
             seen = next((k for k in sorted(passes) if k >= 0 and passes[k].any_diameter is not None), None)
-            return None if seen is None else passes[seen].any_diameter / (probe.scale * 2.0**seen)
+            return None if seen is None else passes[seen].any_diameter / scale_of(seen)
         chosen = min(measured, key=lambda k: abs(np.log(measured[k] / target_diameter)))
-    return found[chosen] / (probe.scale * 2.0**chosen)
+    return found[chosen] / scale_of(chosen)
 
 
 CONFIDENT_DETECTIONS = 10  # the confidence of a pass: the mean score of its this many best detections
