@@ -38,7 +38,7 @@ class SizeProbe:
     window of at most `max_side` px; a pass 'fits' when its median nucleus is within a factor
     `tolerance` of the model's target diameter."""
 
-    scale: float = 1.5  # the first pass, as a multiple of the image's own size
+    scale: float = 1.0  # the first pass, as a multiple of the image's own size (benchmarks/results/size_probe.md)
     tolerance: float = 1.6
     octaves: int = 3  # passes go at most this many octaves up or down from `scale` (nuclei of 5-120 px); 0: one pass, whole image
     shrink: float = 0.75  # an octave down, nuclei measured below this share of the size above are whole nuclei (fragments do not shrink)
