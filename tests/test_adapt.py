@@ -90,6 +90,10 @@ def test_train_on_unlabeled_images_then_predict_with_the_models(tmp_path):
     models = run / "models"
     card = json.loads((models / "presegment" / "model.json").read_text())
     assert card["initialised_from"].endswith("default") and card["training"]["iterations"] == 2
+    # labelled with the default --polarity choose; learned with images of dark nuclei gray-inverted, which choose offers
+    labelled_with = json.loads((run / "presegment" / "config.json").read_text())["input"]["polarity"]
+    assert json.loads((run / "config.json").read_text())["input"]["polarity"] == labelled_with == "choose"
+    assert card["input"]["polarity"] == "auto"
     replayed = json.loads((SHIPPED_REPLAY / "replay.json").read_text())["images"]
     assert card["training_data"]["train_pairs"] + card["training_data"]["val_pairs"] == 2 * 2 + 2 * 3 + replayed  # synthetic, recoloured, replay
     budget = json.loads((run / "budget.json").read_text())  # the 90-minute default, less the stages before, in halves
@@ -149,12 +153,16 @@ def test_train_with_masks_single_experiment_and_chosen_stages(tmp_path):
         main(["train", str(images)])  # -o is required
 
 
-def test_recolour_stage_redraws_the_replay_sample_in_each_groups_colours_and_pix2pix_waits_for_a_gpu(tmp_path):
+@pytest.mark.parametrize(
+    ("polarity", "nucleus", "background"),
+    [("keep", [90, 40, 150], [235, 180, 210]), ("choose", [188] * 3, [55] * 3)],  # choose learns them gray-inverted
+)
+def test_recolour_stage_redraws_the_replay_sample_in_each_groups_colours_and_pix2pix_waits_for_a_gpu(tmp_path, polarity, nucleus, background):
     images, masks, run = tmp_path / "images", tmp_path / "masks", tmp_path / "run"
     masks.mkdir()
     two_styles(images, masks)
     settings = [s for s in TINY if not s.startswith("adapt.pix2pix")]
-    args = ["train", str(images), "--masks", str(masks), "-o", str(run), "--stages", "cluster,recolour,masks,pix2pix,synthesize"]
+    args = ["train", str(images), "--masks", str(masks), "-o", str(run), "--stages", "cluster,recolour,masks,pix2pix,synthesize", "--polarity", polarity]
     assert main([*args, *[arg for setting in settings for arg in ("--set", setting)]]) == 0
     assert not (run / "synthetic").exists() and not (run / "pix2pix").exists()  # on a CPU by default
     with (run / "clusters" / "clusters.csv").open() as handle:
@@ -165,8 +173,8 @@ def test_recolour_stage_redraws_the_replay_sample_in_each_groups_colours_and_pix
     for path in drawn:
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB).astype(float)
         inside = read_labels(stained / "masks" / f"{path.stem}.tif") > 0
-        assert np.abs(np.median(image[inside], axis=0) - [90, 40, 150]).max() < 25  # the H&E-like images' nucleus colour
-        assert np.abs(np.median(image[~inside], axis=0) - [235, 180, 210]).max() < 25  # and their background
+        assert np.abs(np.median(image[inside], axis=0) - nucleus).max() < 25  # the H&E-like images' nucleus colour
+        assert np.abs(np.median(image[~inside], axis=0) - background).max() < 25  # and their background
 
 
 def test_fine_tuning_shares_the_minutes_the_first_stages_leave_and_a_resumed_run_keeps_them(tmp_path):

@@ -11,7 +11,8 @@ Stages, each resumable and each writing into the run folder (RUN/):
   unet        fine-tune the U-Net ensemble on the recoloured, synthetic and replay pairs (and the user's masks)
   presegmenter  fine-tune the Mask R-CNN on the same pairs
 The fine-tuning stages share the time left of `adapt.minutes`. The models land in RUN/models/ for
-`nucflow predict --models RUN/models`.
+`nucflow predict --models RUN/models`. Under `--polarity choose` (the default) the stages after labelling see images
+of dark nuclei gray-inverted (`adaptation_input`): prediction's choice then offers the models the view they learned.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from workflow.batch import predict_folder
 from workflow.cluster_folder import cluster_folder
 from workflow.config import TRAIN_STAGES, NucflowConfig
 from workflow.core.files import InputError, csv_text, list_images, write_json, write_text
-from workflow.core.images import InputConfig, read_input, to_rgb8
+from workflow.core.images import InputConfig, adaptation_input, read_input, to_rgb8
 from workflow.core.labels import read_labels, write_labels
 from workflow.core.measure import write_png
 from workflow.core.runtime import resolve_device
@@ -109,10 +110,11 @@ def train_on_images(
     cfg.save(run.root)
     target = target_diameter(cfg)
     labels_dir = Path(masks_dir) if masks_dir else run.presegmentation / "labels"
-    replay = load_replay(cfg.adapt.replay or SHIPPED_REPLAY, target, cfg.input) if {"recolour", "unet", "presegmenter"} & set(stages) else []
     if "presegment" in stages and masks_dir is None:
         log.info("stage presegment: labelling %d images with the presegmenter", len(images))
         predict_folder(images_dir, run.presegmentation, replace(cfg, method="fast", output=replace(cfg.output, report=False)))
+    cfg = replace(cfg, input=adaptation_input(cfg.input))  # every stage after labelling sees the images as the models will learn them
+    replay = load_replay(cfg.adapt.replay or SHIPPED_REPLAY, target, cfg.input) if {"recolour", "unet", "presegmenter"} & set(stages) else []
     if "cluster" in stages:
         group_images(images_dir, run, cfg, single_experiment)
     groups = read_groups(run, images)

@@ -136,8 +136,9 @@ INPUT_FLAGS = {
 def input_differences(trained: dict, norm: InputConfig) -> list[str]:
     """How this run's input settings differ from those a model's card says it was trained with (the settings
     it records; older cards record few), one phrase each naming the flag that matches them. Predicting with
-    `--polarity auto` or `choose` a model trained on images as they are is what those settings are for, so
-    polarity counts only when the model learned inverted images."""
+    `--polarity auto` or `choose` a model trained on images as they are is what those settings are for, and
+    `choose` offers the inverted view a model learned with `auto`, so polarity counts only when a model learned
+    inverted images and this run does not show them."""
     phrases = []
     for key, flag in INPUT_FLAGS.items():
         if key not in trained:
@@ -145,7 +146,7 @@ def input_differences(trained: dict, norm: InputConfig) -> list[str]:
         learned, used = trained[key], getattr(norm, key)
         if key == "stretch_percentiles":
             learned, used = [float(v) for v in learned], [float(v) for v in used]
-        if key == "polarity" and learned not in ("auto", "invert"):
+        if key == "polarity" and (learned not in ("auto", "invert") or (learned, used) == ("auto", "choose")):
             continue
         if learned != used:
             phrases.append(f"input.{key}={learned}, this run uses {used}: results may suffer (set {flag} to match)")
