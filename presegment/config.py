@@ -87,6 +87,7 @@ class TrainConfig:
     warmup_iterations: int = 300
     grad_clip: float = 10.0
     min_object_pixels: int = 12  # objects cut smaller than this by a crop are not targets
+    box_samples_per_image: int = 256  # proposals per crop the box and mask heads learn from (fewer: a faster step)
     val_every: int = 1000
     val_limit: int | None = None  # validate on the first N val images only (None = all)
     max_minutes: float | None = None  # stop (and validate) when this much time has passed

@@ -90,6 +90,7 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = (initial_model or build_model(arch)).to(device).train()
+    model.roi_heads.fg_bg_sampler.batch_size_per_image = cfg.box_samples_per_image
     run = TrainingRun(model, cfg, out_dir, rng, device, resume, cfg.grad_clip)
     sampler = CropSampler(train_pairs, cfg.crop_size, rng, cfg.augment, groups)
     val_subset = val_pairs[: cfg.val_limit] if cfg.val_limit else val_pairs

@@ -6,6 +6,7 @@ import torch
 from skimage.measure import label as connected_components
 from skimage.measure import regionprops
 from torch import nn
+from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
 
 from presegment.backends import detectron2_available, load_presegmenter
 from presegment.config import Architecture, DetectConfig, SizeProbe, TrainConfig
@@ -230,6 +231,24 @@ def test_training_resumes_from_checkpoint(tiny_run, caplog):
         train(pairs[:2], pairs[2:], arch, cfg6, out, {"target_diameter": 17.0})
     assert "resumed from" in caplog.text and "iteration 4" in caplog.text
     assert torch.load(out / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 6
+
+
+def test_heads_learn_from_the_configured_number_of_proposals_per_crop(tiny_run, tmp_path):
+    """`box_samples_per_image` bounds the proposals sampled per crop for the box and mask heads (a faster step)."""
+    _, pairs, arch, cfg, _ = tiny_run
+    sampled = []
+
+    class CountingSampler(BalancedPositiveNegativeSampler):
+        def __call__(self, matched_idxs):
+            positives, negatives = super().__call__(matched_idxs)
+            sampled.extend(int(p.sum() + n.sum()) for p, n in zip(positives, negatives))
+            return positives, negatives
+
+    model = build_model(arch)
+    model.roi_heads.fg_bg_sampler = CountingSampler(256, 0.25)
+    one_step = TrainConfig(**{**cfg.__dict__, "iterations": 1, "val_every": 1, "box_samples_per_image": 16})
+    train(pairs[:2], pairs[2:], arch, one_step, tmp_path, {"target_diameter": 17.0}, initial_model=model)
+    assert len(sampled) == one_step.batch_size and max(sampled) == 16
 
 
 def test_backends_by_name(tiny_run):

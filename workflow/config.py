@@ -130,7 +130,7 @@ POSITIVE = (
     "target_diameter diameter min_scale max_scale tile_size iterations batch_size crop_size val_every log_every "
     "max_minutes max_instances zoom size attempts min_area exemplars k k_min k_max max_side masks_per_cluster single_experiment_masks "
     "style_images unet_iterations presegmenter_iterations minutes patience checkpoint_every l1_weight discriminator_width fpn_channels "
-    "box_head_width mask_head_width anchor_sizes anchor_ratios image_std decoder_channels depth mrcnn_scales scale_range val_limit scale pixel_size"
+    "box_samples_per_image box_head_width mask_head_width anchor_sizes anchor_ratios image_std decoder_channels depth mrcnn_scales scale_range val_limit scale pixel_size"
 ).split()
 NON_NEGATIVE = (
     "overlap tile_overlap contour_sigma dilate warmup_iterations learning_rate weight_decay grad_clip min_object_pixels pad_fraction smoothing_sigma "
