@@ -8,7 +8,9 @@ Usage (from the repository root; resumable: rows already in --jsonl are kept):
         --arm dim40="dim=40" --threads 1 --out benchmarks/results/settings_offval.md
 
 An arm is NAME=OVERRIDES: `section.key=value` settings separated by `;`, and optionally `dim=N`, which scores a
-dim copy of each image (8-bit, its 99.9th intensity percentile brought to N: the dim images labs produce).
+dim copy of each image (8-bit, its 99.9th intensity percentile brought to N: the dim images labs produce), and
+`resize=F`, which scores a copy F times the image's size against its masks resized the same way (F 0.5: nuclei half
+as wide and crowded, as in tissue sections imaged at a lower magnification; the size estimate must follow).
 Images: every val image, then every `--train-every`-th train image (sorted by name). For each image all arms run
 in turn, so a run cut short still compares them on the same images. `--stems FILE` keeps only the images named in
 FILE (one stem per line): e.g. those where two arms' fast-path size estimates differ, the only images on which a
@@ -29,8 +31,8 @@ import torch
 
 from workflow.config import load_config
 from workflow.core.files import list_images, write_text
-from workflow.core.images import read_input, to_rgb8
-from workflow.core.labels import median_diameter, read_labels
+from workflow.core.images import read_input, resize_image, to_rgb8
+from workflow.core.labels import median_diameter, read_labels, resize_labels
 from workflow.core.metrics import score_image
 from workflow.core.runtime import device_name
 from workflow.predict import build_segmenter
@@ -39,16 +41,26 @@ from workflow.training_data import find_mask, read_split, read_types
 SIZE_TOLERANCE = 0.2  # an estimate "within 20 %" of the true median diameter
 
 
-def parse_arm(text: str) -> tuple[str, list[str], float | None]:
-    """NAME=a.b=1;c.d=2;dim=40 -> (NAME, ["a.b=1", "c.d=2"], 40.0)."""
+COPIES = ("dim", "resize")  # arm items that change the scored image rather than a setting
+
+
+def parse_arm(text: str) -> tuple[str, list[str], dict[str, float]]:
+    """NAME=a.b=1;c.d=2;dim=40;resize=0.5 -> (NAME, ["a.b=1", "c.d=2"], {"dim": 40.0, "resize": 0.5})."""
     name, _, spec = text.partition("=")
-    overrides, dim = [], None
+    overrides, copy = [], {}
     for item in filter(None, (part.strip() for part in spec.split(";"))):
-        if item.startswith("dim="):
-            dim = float(item[4:])
+        key, _, value = item.partition("=")
+        if key in COPIES:
+            copy[key] = float(value)
         else:
             overrides.append(item)
-    return name, overrides, dim
+    return name, overrides, copy
+
+
+def resized_copy(image: np.ndarray, truth: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The image and its masks at `factor` times their size (masks by nearest neighbour)."""
+    shape = (max(1, round(truth.shape[0] * factor)), max(1, round(truth.shape[1] * factor)))
+    return resize_image(image, shape), resize_labels(truth, shape)
 
 
 def dim_copy(image: np.ndarray, level: float) -> np.ndarray:
@@ -124,16 +136,17 @@ def main() -> None:
     types = dict(zip(stems, read_types(args.data, stems) or []))
     done = {(row["arm"], row["stem"]) for row in read_rows(args.jsonl)}
     segmenters = {}
-    for name, overrides, dim in arms:
+    for name, overrides, copy in arms:
         cfg = load_config(overrides=overrides)
-        segmenters[name] = (cfg, build_segmenter(args.method, replace(cfg, method=args.method)), dim)
+        segmenters[name] = (cfg, build_segmenter(args.method, replace(cfg, method=args.method)), copy)
     for stem, subset in chosen:
-        truth = read_labels(find_mask(args.data / "masks", stem))
-        for name, (cfg, segmenter, dim) in segmenters.items():
+        for name, (cfg, segmenter, copy) in segmenters.items():
             if (name, stem) in done:
                 continue
-            image = read_input(images[stem], cfg.input)
-            rgb8 = to_rgb8(dim_copy(image, dim) if dim else image, cfg.input)
+            image, truth = read_input(images[stem], cfg.input), read_labels(find_mask(args.data / "masks", stem))
+            if "resize" in copy:
+                image, truth = resized_copy(image, truth, copy["resize"])
+            rgb8 = to_rgb8(dim_copy(image, copy["dim"]) if "dim" in copy else image, cfg.input)
             started = time.perf_counter()
             prediction = segmenter(rgb8)
             seconds = time.perf_counter() - started
