@@ -140,12 +140,13 @@ def main() -> None:
         cfg = load_config(overrides=overrides)
         segmenters[name] = (cfg, build_segmenter(args.method, replace(cfg, method=args.method)), copy)
     for stem, subset in chosen:
+        masks = read_labels(find_mask(args.data / "masks", stem))
         for name, (cfg, segmenter, copy) in segmenters.items():
             if (name, stem) in done:
                 continue
-            image, truth = read_input(images[stem], cfg.input), read_labels(find_mask(args.data / "masks", stem))
+            image, truth = read_input(images[stem], cfg.input), masks
             if "resize" in copy:
-                image, truth = resized_copy(image, truth, copy["resize"])
+                image, truth = resized_copy(image, masks, copy["resize"])
             rgb8 = to_rgb8(dim_copy(image, copy["dim"]) if "dim" in copy else image, cfg.input)
             started = time.perf_counter()
             prediction = segmenter(rgb8)
