@@ -86,7 +86,6 @@ def build_model(arch: Architecture) -> MaskRCNN:
         rpn_post_nms_top_n_train=1000,
         rpn_pre_nms_top_n_test=2000,
         rpn_post_nms_top_n_test=1500,
-        box_batch_size_per_image=256,
         box_detections_per_img=800,
     )
     model.transform = FixedScaleTransform(1, 1, list(arch.image_mean), list(arch.image_std))
