@@ -44,17 +44,26 @@ class SizeProbe:
     shrink: float = 0.75  # an octave down, nuclei measured below this share of the size above are whole nuclei (fragments do not shrink)
     tie: float = 0.1  # fits whose |log(size / target)| are this close count as equally good: the lower scale wins
     max_side: int | None = 768  # larger windows are cropped around the image's centre (bounded cost); None: whole image
+    upward: bool = True  # check an octave up whether objects of about the model's size were groups of small nuclei
+    up_density: float = 2.0  # ... the pass an octave up finds at least this many times the objects per image pixel,
+    up_shrink: float = 0.7  # ... at most this share of the estimated size,
+    up_keep: float = 0.7  # ... and two octaves up they keep at least this share of that size (fragments halve again)
 
     def __post_init__(self) -> None:
         if (
             self.scale <= 0
+            or self.up_density <= 1
+            or not 0 < self.up_shrink < 1
+            or not 0 < self.up_keep <= 1
             or self.tolerance <= 1
             or self.octaves < 0
             or (self.max_side is not None and self.max_side < 64)
             or self.tie < 0
             or not 0 < self.shrink < 1
         ):
-            raise ValueError("size probe: scale > 0, tolerance > 1, octaves >= 0, tie >= 0, 0 < shrink < 1 and max_side >= 64 are required")
+            raise ValueError(
+                "size probe: scale > 0, tolerance > 1, octaves >= 0, tie >= 0, 0 < shrink < 1, max_side >= 64, up_density > 1, 0 < up_shrink < 1 and 0 < up_keep <= 1 are required"
+            )
 
 
 @dataclass

@@ -91,6 +91,10 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
     found none, octaves up are tried (tiny nuclei). When no pass gives a usable
     size (e.g. a single nucleus), the plain median of the first pass stands, as with one pass, or where it found
     nothing, that of the lowest pass above it that did (a single small nucleus; passes below see too few pixels).
+    With `probe.upward`, an estimate from a first pass that found nuclei of about the model's size is checked an octave
+    up: a model shown groups of small nuclei (low magnification) outlines each group as one nucleus of its own size;
+    an octave up it finds many more, much smaller objects, and they keep their size another octave up, where
+    fragments of large nuclei would halve again. Then the size an octave up is taken (benchmarks/results/scale_shift.md).
     """
     probe = probe or SizeProbe()
     if not probe.octaves:  # one pass, measured at the image's own size (what the shipped models were tuned with)
@@ -141,7 +145,14 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
             seen = next((k for k in sorted(passes) if k >= 0 and passes[k].any_diameter is not None), None)
             return None if seen is None else passes[seen].any_diameter / scale_of(seen)
         chosen = min(measured, key=lambda k: abs(np.log(measured[k] / target_diameter)))
-    return found[chosen] / scale_of(chosen)
+    estimate = found[chosen] / scale_of(chosen)
+    if not probe.upward or first is None:
+        return estimate
+    up = diameter_at(1)  # groups of small nuclei read as one: an octave up, many more objects, much smaller
+    if up is None or passes[1].density < probe.up_density * passes[0].density or up / scale_of(1) > probe.up_shrink * estimate:
+        return estimate
+    further = diameter_at(2)  # whole small nuclei keep their size another octave up; fragments of large ones halve again
+    return up / scale_of(1) if further is not None and further / scale_of(2) >= probe.up_keep * up / scale_of(1) else estimate
 
 
 CONFIDENT_DETECTIONS = 10  # the confidence of a pass: the mean score of its this many best detections

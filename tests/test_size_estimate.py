@@ -1,10 +1,13 @@
 """The nucleus size estimate: an octave ladder of passes that does not lock onto fragments."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from skimage.measure import label as connected_components
 from skimage.measure import regionprops
+from skimage.morphology import closing, disk
 
 from presegment.config import DetectConfig, SizeProbe
 from presegment.pipeline import estimate_diameter, nucleus_size, probe_window
@@ -18,30 +21,41 @@ LADDER = SizeProbe(octaves=3, max_side=768)  # the octave ladder (the default)
 
 
 class FragmentingModel(BrightBlobModel):
-    """Finds bright blobs up to `largest` px across whole, and larger ones as four quarter pieces,
-    as a Mask R-CNN shown nuclei far beyond its training sizes does."""
+    """Finds bright blobs up to `largest` px across whole, and larger ones in quarter pieces (quartered
+    again until they fit), as a Mask R-CNN shown nuclei far beyond its training sizes does."""
 
     def __init__(self, largest: int = 60):
         super().__init__()
         self.largest = largest
 
+    def split(self, inside: np.ndarray, pieces: np.ndarray) -> None:
+        """Label `inside` in `pieces` whole if it fits `largest`, else its quarters, each split again."""
+        rows, cols = np.nonzero(inside)
+        if rows.size == 0:
+            return
+        y0, x0, y1, x1 = rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
+        if max(y1 - y0, x1 - x0) <= self.largest:
+            pieces[inside] = pieces.max() + 1
+            return
+        cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+        for part_rows in (slice(y0, cy), slice(cy, y1)):
+            for part_cols in (slice(x0, cx), slice(cx, x1)):
+                quarter = np.zeros(inside.shape, bool)
+                quarter[part_rows, part_cols] = inside[part_rows, part_cols]
+                self.split(quarter, pieces)
+
+    def blobs(self, gray: np.ndarray) -> np.ndarray:
+        return gray > 0.5
+
     def forward(self, images):
         self.calls += 1
         gray = images[0].mean(0).numpy()
         pieces = np.zeros(gray.shape, np.int32)
-        for region in regionprops(connected_components(gray > 0.5)):
+        for region in regionprops(connected_components(self.blobs(gray))):
             y0, x0, y1, x1 = region.bbox
             inside = np.zeros(gray.shape, bool)
             inside[y0:y1, x0:x1] = region.image
-            if max(y1 - y0, x1 - x0) <= self.largest:
-                pieces[inside] = pieces.max() + 1
-                continue
-            cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
-            for rows in (slice(y0, cy), slice(cy, y1)):
-                for cols in (slice(x0, cx), slice(cx, x1)):
-                    quarter = np.zeros(gray.shape, bool)
-                    quarter[rows, cols] = inside[rows, cols]
-                    pieces[quarter] = pieces.max() + 1
+            self.split(inside, pieces)
         boxes, masks = [], []
         for region in regionprops(pieces):
             y0, x0, y1, x1 = region.bbox
@@ -101,8 +115,9 @@ def test_probe_window_is_cropped_around_the_centre_to_bound_its_cost():
     assert probe_window(image, 2.0, 768).shape == (768, 768, 3)
     assert probe_window(image, 2.0, None).shape == (2000, 1200, 3)
     assert probe_window(image, 0.5, 768).shape == (500, 300, 3)
-    with pytest.raises(ValueError, match="size probe"):
-        SizeProbe(tolerance=1.0)
+    for bad in ({"tolerance": 1.0}, {"up_density": 1.0}, {"up_shrink": 1.0}, {"up_keep": 0.0}):
+        with pytest.raises(ValueError, match="size probe"):
+            SizeProbe(**bad)
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +206,44 @@ def test_a_single_small_nucleus_missed_by_the_first_pass_is_measured_by_a_pass_a
     image = bright_image(np.pad(labels, 70))
     estimate = estimate_diameter(SmallBlindModel(smallest=15), image, DetectConfig(), 40.0, SizeProbe(scale=1.0, octaves=3, max_side=768))
     assert estimate == pytest.approx(median_diameter(labels), rel=0.15)  # found at 2x, one object: its own size, not None
+
+
+class GroupingModel(FragmentingModel):
+    """Reads bright blobs closer than about `gap` px (in the pixels it is shown) as one object, as a Mask R-CNN
+    shown groups of nuclei far below its training sizes outlines each group as one nucleus of its own size."""
+
+    def __init__(self, gap: int = 4):
+        super().__init__(largest=1000)
+        self.gap = gap
+
+    def blobs(self, gray: np.ndarray) -> np.ndarray:
+        return closing(gray > 0.5, disk(self.gap // 2 + 1))
+
+
+def grouped_nuclei(diameter: int = 8, gap: int = 3, pitch: int = 60, side: int = 360) -> np.ndarray:
+    """Label image of 3 x 3 groups of `diameter` px disks `gap` px apart, the groups `pitch` px apart."""
+    labels = np.zeros((side, side), np.int32)
+    yy, xx = np.mgrid[:side, :side]
+    step = diameter + gap
+    for gy in range(pitch // 2, side - pitch // 2 + 1, pitch):
+        for gx in range(pitch // 2, side - pitch // 2 + 1, pitch):
+            for dy in (-step, 0, step):
+                for dx in (-step, 0, step):
+                    labels[(yy - gy - dy) ** 2 + (xx - gx - dx) ** 2 <= (diameter / 2) ** 2] = labels.max() + 1
+    return labels
+
+
+def test_groups_of_small_nuclei_read_as_one_are_resolved_an_octave_up():
+    labels = grouped_nuclei()
+    image, model = bright_image(labels), GroupingModel(gap=4)
+    unchecked = estimate_diameter(model, image, DetectConfig(), 40.0, replace(LADDER, upward=False))
+    assert unchecked > 3 * median_diameter(labels)  # each group taken for one nucleus
+    checked = estimate_diameter(model, image, DetectConfig(), 40.0, replace(LADDER, upward=True))
+    assert checked == pytest.approx(median_diameter(labels), rel=0.2)
+
+
+def test_fragments_of_large_nuclei_an_octave_up_do_not_replace_a_right_estimate():
+    labels = nuclei_field((40, 40), (400, 400))
+    model = FragmentingModel(largest=50)  # whole at 1x; quarters an octave up, quarters of quarters two octaves up
+    estimate = estimate_diameter(model, bright_image(labels), DetectConfig(), 40.0, replace(LADDER, upward=True))
+    assert estimate == pytest.approx(median_diameter(labels), rel=0.1)
