@@ -149,10 +149,13 @@ def estimate_diameter(model: nn.Module, rgb8: np.ndarray, cfg: DetectConfig, tar
     if not probe.upward or first is None:
         return estimate
     up = diameter_at(1)  # groups of small nuclei read as one: an octave up, many more objects, much smaller
-    if up is None or passes[1].density < probe.up_density * passes[0].density or up / scale_of(1) > probe.up_shrink * estimate:
+    if up is None:
+        return estimate
+    up_size = up / scale_of(1)  # in the image's pixels, as `estimate`
+    if passes[1].density < probe.up_density * passes[0].density or up_size > probe.up_shrink * estimate:
         return estimate
     further = diameter_at(2)  # whole small nuclei keep their size another octave up; fragments of large ones halve again
-    return up / scale_of(1) if further is not None and further / scale_of(2) >= probe.up_keep * up / scale_of(1) else estimate
+    return up_size if further is not None and further / scale_of(2) >= probe.up_keep * up_size else estimate
 
 
 CONFIDENT_DETECTIONS = 10  # the confidence of a pass: the mean score of its this many best detections
