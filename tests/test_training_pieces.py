@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from skimage.measure import regionprops
 from torch import nn
 
 from tests.synthetic import disks, nucleus_image
@@ -14,6 +15,7 @@ from workflow.core.augment import (
     rotate_hue,
     sampling_weights,
     stain_jitter,
+    stretched_crop,
 )
 from workflow.core.images import to_rgb8
 from workflow.core.optim import TrainingRun, make_optimizer, warmup_cosine
@@ -149,3 +151,29 @@ def test_full_augmentation_changes_images_but_not_labels(rng):
     crop, crop_labels = augment_pair(image, labels, 64, rng, cfg)
     np.testing.assert_array_equal(crop_labels, labels)
     assert crop.dtype == np.uint8 and not np.array_equal(crop, image)
+
+
+def test_stretched_crop_makes_round_nuclei_elongated_and_keeps_them_aligned(rng):
+    centres = [(y, x) for y in range(25, 400, 50) for x in range(25, 400, 50)]
+    labels = disks((400, 400), centres, 12)
+    image = to_rgb8(nucleus_image(labels))
+    ratios = []
+    for _ in range(8):
+        crop, crop_labels = stretched_crop(image, labels, 96, rng, zoom=1.0, max_aspect=2.5)
+        assert crop.shape == (96, 96, 3) and crop_labels.shape == (96, 96) and crop_labels.dtype == labels.dtype
+        inside = [r for r in regionprops(crop_labels) if min(r.bbox[:2]) > 0 and max(r.bbox[2:]) < 96]
+        assert inside
+        for nucleus in inside:  # stretched one way, squeezed the other: the area stays
+            assert nucleus.area == pytest.approx(np.pi * 12**2, rel=0.12)
+            ratios.append(nucleus.axis_major_length / nucleus.axis_minor_length)
+        assert crop[crop_labels > 0].mean() > crop[crop_labels == 0].mean() + 100  # the image moved with its labels
+    assert 1.5 < max(ratios) < 2.5 * 1.15
+
+
+def test_stretch_probability_zero_leaves_plain_crops(rng):
+    labels = disks((64, 64), [(32, 32)], 10)
+    image = to_rgb8(nucleus_image(labels))
+    cfg = AugmentConfig(scale_range=(1, 1), p_flip_rot=0, p_contrast=0, p_equalize=0, p_invert=0, p_blur=0, p_noise=0, p_channel_shuffle=0)
+    crop, crop_labels = augment_pair(image, labels, 64, rng, cfg)
+    np.testing.assert_array_equal(crop_labels, labels)
+    np.testing.assert_array_equal(crop, image)

@@ -25,6 +25,8 @@ class AugmentConfig:
 
     scale_range: tuple[float, float] = (0.7, 1.4)  # random zoom around the size-normalised scale
     p_flip_rot: float = 1.0
+    p_stretch: float = 0.0  # stretch the crop along a random direction and squeeze it across (elongated nuclei)
+    max_aspect: float = 2.5  # ... by at most this length-to-width ratio, the area kept
     p_contrast: float = 0.3
     p_equalize: float = 0.1
     p_invert: float = 0.15
@@ -44,7 +46,7 @@ class AugmentConfig:
     @classmethod
     def geometric(cls, scale_range: tuple[float, float] = (0.7, 1.4)) -> AugmentConfig:
         """Zoom, flips and rotations only: every photometric probability 0 (pix2pix learns the style itself)."""
-        off = {f.name: 0.0 for f in fields(cls) if f.name.startswith("p_") and f.name != "p_flip_rot"}
+        off = {f.name: 0.0 for f in fields(cls) if f.name.startswith("p_") and f.name not in ("p_flip_rot", "p_stretch")}
         return cls(scale_range=scale_range, **off)
 
 
@@ -64,6 +66,27 @@ def random_crop(image: np.ndarray, labels: np.ndarray, size: int, rng: np.random
         image = cv2.resize(image, (size, size), interpolation=interpolation)
         labels = resize_labels(labels, (size, size))
     return image, labels
+
+
+def stretched_crop(
+    image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator, zoom: float, max_aspect: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A size x size crop zoomed by `zoom` and stretched along a random direction by sqrt(aspect), squeezed across
+    by as much (aspect up to `max_aspect`, area kept): round nuclei become elongated ones at any angle, as the
+    spindle-shaped nuclei of tissue sections that fluorescence training images rarely show."""
+    aspect = float(np.exp(rng.uniform(0.0, np.log(max_aspect))))
+    angle = float(rng.uniform(0.0, np.pi))
+    source = int(np.ceil(size * np.sqrt(2.0 * aspect))) + 2  # covers the output square at any angle
+    region, region_labels = random_crop(image, labels, source, rng, zoom)
+    direction = np.array([np.cos(angle), np.sin(angle)])
+    across = np.array([-direction[1], direction[0]])
+    # output = A @ (input - source centre) + output centre, with A stretching along `direction`, squeezing across
+    matrix = np.sqrt(aspect) * np.outer(direction, direction) + np.outer(across, across) / np.sqrt(aspect)
+    offset = (size - 1) / 2.0 - matrix @ np.full(2, (source - 1) / 2.0)
+    affine = np.hstack([matrix, offset[:, None]])
+    warped = cv2.warpAffine(region, affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    warped_labels = cv2.warpAffine(region_labels.astype(np.float32), affine, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+    return warped, warped_labels.round().astype(labels.dtype)
 
 
 def flip_rot90(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -153,9 +176,12 @@ def _noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def augment_pair(image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Random zoomed crop, symmetry and photometric change of an (image, labels) pair."""
+    """Random zoomed (and with `cfg.p_stretch` stretched) crop, symmetry and photometric change of an (image, labels) pair."""
     zoom = float(np.exp(rng.uniform(*np.log(cfg.scale_range))))
-    image, labels = random_crop(image, labels, size, rng, zoom)
+    if rng.random() < cfg.p_stretch:
+        image, labels = stretched_crop(image, labels, size, rng, zoom, cfg.max_aspect)
+    else:
+        image, labels = random_crop(image, labels, size, rng, zoom)
     if rng.random() < cfg.p_flip_rot:
         image, labels = flip_rot90(image, labels, rng)
     return photometric(image, rng, cfg), labels
