@@ -45,8 +45,8 @@ class AugmentConfig:
 
     @classmethod
     def geometric(cls, scale_range: tuple[float, float] = (0.7, 1.4)) -> AugmentConfig:
-        """Zoom, flips and rotations only: every photometric probability 0 (pix2pix learns the style itself)."""
-        off = {f.name: 0.0 for f in fields(cls) if f.name.startswith("p_") and f.name not in ("p_flip_rot", "p_stretch")}
+        """Zoom, flips and rotations only: every other probability 0 (pix2pix learns the style itself)."""
+        off = {f.name: 0.0 for f in fields(cls) if f.name.startswith("p_") and f.name != "p_flip_rot"}
         return cls(scale_range=scale_range, **off)
 
 
