@@ -25,6 +25,13 @@ def test_file_then_flags_override(tmp_path):
     assert cfg.input.stretch_percentiles == (1.0, 99.0)
 
 
+def test_overriding_one_key_keeps_the_sections_own_defaults():
+    # a section whose default differs from its class's (pix2pix: geometric augmentation only) keeps it where an
+    # override names another key of it
+    cfg = load_config(overrides=["pix2pix.augment.p_flip_rot=0.5"])
+    assert cfg.pix2pix.augment.p_flip_rot == 0.5 and cfg.pix2pix.augment.p_contrast == 0.0 and cfg.pix2pix.augment.scale_range == (0.9, 1.1)
+
+
 def test_exponent_notation_without_a_dot_is_a_float(tmp_path):
     # YAML 1.1 reads 5e-4 as text; a learning rate written that way must still work
     (tmp_path / "c.yaml").write_text("unet:\n  train:\n    weight_decay: 1e-5\n")

@@ -215,8 +215,9 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Instantiate dataclass `cls` from `data`, checking names and coercing types."""
+def _build(cls: type, data: dict[str, Any], where: str, defaults: Any = None) -> Any:
+    """Instantiate dataclass `cls` from `data`, checking names and coercing types; what `data` leaves out comes
+    from `defaults` (the enclosing section's default for this one, which may differ from `cls()`)."""
     if not isinstance(data, dict):
         raise InputError(None, f"config section {where.rstrip('.') or 'root'!r} must be a mapping")
     hints = typing.get_type_hints(cls)
@@ -227,14 +228,14 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         if renamed:
             raise InputError(None, f"config key {where + unknown[0]!r} is now {renamed!r}")
         raise InputError(None, f"unknown config key {where}{unknown[0]!r}; known: {', '.join(sorted(names))}")
+    defaults = cls() if defaults is None else defaults
     values = {}
     for name, value in data.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, value, f"{where}{name}.")
+            values[name] = _build(hint, value, f"{where}{name}.", getattr(defaults, name))
         else:
             values[name] = _coerce(hint, value, f"{where}{name}")
-    defaults = cls()
     for name in names - set(values):
         values[name] = getattr(defaults, name)
     try:
