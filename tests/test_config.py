@@ -26,10 +26,12 @@ def test_file_then_flags_override(tmp_path):
 
 
 def test_overriding_one_key_keeps_the_sections_own_defaults():
-    # a section whose default differs from its class's (pix2pix: geometric augmentation only) keeps it where an
-    # override names another key of it
-    cfg = load_config(overrides=["pix2pix.augment.p_flip_rot=0.5"])
+    # a section whose default differs from its class's (pix2pix: geometric augmentation only; the presegmenter:
+    # stretched crops) keeps it where an override names another key of it
+    cfg = load_config(overrides=["pix2pix.augment.p_flip_rot=0.5", "presegment.train.augment.p_gamma=0.3"])
     assert cfg.pix2pix.augment.p_flip_rot == 0.5 and cfg.pix2pix.augment.p_contrast == 0.0 and cfg.pix2pix.augment.scale_range == (0.9, 1.1)
+    assert cfg.presegment.train.augment.p_gamma == 0.3 and cfg.presegment.train.augment.p_stretch == 0.5
+    assert cfg.unet.train.augment.p_stretch == 0.0
 
 
 def test_exponent_notation_without_a_dot_is_a_float(tmp_path):
