@@ -62,6 +62,7 @@ def test_json_config_and_save_roundtrip(tmp_path):
         ("views.unet=[v, v]", "'views'.*at most once"),
         ("full.mrcnn_flips=[h]", "'full.mrcnn_flips' is now 'views.full'"),
         ("presegment.detect.flips=[h]", "is now 'views.fast'"),
+        ("presegment.train.augment.max_aspect=0.5", "'presegment.train.augment'.*max_aspect.*>= 1"),
     ],
 )
 def test_bad_overrides_give_clear_errors(override, message):

@@ -43,6 +43,10 @@ class AugmentConfig:
     p_dim: float = 0.0  # scale intensities down to 10-50 % (a dim 8-bit acquisition)
     group_balance: float = 1.0  # sampling of image groups (types): share of a group ~ its size ** this (1 = by size, 0 = equal)
 
+    def __post_init__(self) -> None:
+        if not self.max_aspect >= 1:
+            raise ValueError(f"max_aspect is a length-to-width ratio and must be >= 1, got {self.max_aspect}")
+
     @classmethod
     def geometric(cls, scale_range: tuple[float, float] = (0.7, 1.4)) -> AugmentConfig:
         """Zoom, flips and rotations only: every other probability 0 (pix2pix learns the style itself)."""
@@ -178,7 +182,7 @@ def _noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def augment_pair(image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
     """Random zoomed (and with `cfg.p_stretch` stretched) crop, symmetry and photometric change of an (image, labels) pair."""
     zoom = float(np.exp(rng.uniform(*np.log(cfg.scale_range))))
-    if rng.random() < cfg.p_stretch:
+    if cfg.p_stretch > 0 and rng.random() < cfg.p_stretch:  # no draw at 0: other stages' crops stay as they were
         image, labels = stretched_crop(image, labels, size, rng, zoom, cfg.max_aspect)
     else:
         image, labels = random_crop(image, labels, size, rng, zoom)
