@@ -72,9 +72,7 @@ def random_crop(image: np.ndarray, labels: np.ndarray, size: int, rng: np.random
     return image, labels
 
 
-def stretched_crop(
-    image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator, zoom: float, max_aspect: float
-) -> tuple[np.ndarray, np.ndarray]:
+def stretched_crop(image: np.ndarray, labels: np.ndarray, size: int, rng: np.random.Generator, zoom: float, max_aspect: float) -> tuple[np.ndarray, np.ndarray]:
     """A size x size crop zoomed by `zoom` and stretched along a random direction by sqrt(aspect), squeezed across
     by as much (aspect up to `max_aspect`, area kept): round nuclei become elongated ones at any angle, as the
     spindle-shaped nuclei of tissue sections that fluorescence training images rarely show."""
