@@ -211,6 +211,19 @@ def test_a_presegmenter_fine_tuned_from_a_model_says_so_in_its_card(trained, tmp
 
 
 @pytest.mark.slow
+def test_a_presegmenter_fine_tune_keeps_the_architecture_of_its_model(trained, tmp_path):
+    root, data = trained
+    source = root / "preseg" / "model"
+    training_only = [flag for flag in TINY if not flag.startswith("presegment.architecture.")]  # settings ask for the default one
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "tuned"), "--start-from", str(source), *flags(training_only)]) == 0
+    saved = json.loads((tmp_path / "tuned" / "model" / "model.json").read_text())["architecture"]
+    assert saved == json.loads((source / "model.json").read_text())["architecture"] and saved["fpn_channels"] == 32
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["presegment"]["architecture"]["fpn_channels"] == 32
+    other = [*training_only, "presegment.architecture.fpn_channels=64"]  # neither the default nor the model's: refused
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "other"), "--start-from", str(source), *flags(other)]) == 2
+
+
+@pytest.mark.slow
 def test_a_centerness_member_fine_tuned_from_a_member_feeds_the_full_path(trained, tmp_path, caplog):
     root, data = trained
     source = root / "unet" / "ensemble" / "member-0"

@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from presegment.config import Architecture
 from presegment.storage import load_model, update_card
 from presegment.train import train as train_presegment_model
 from unet_ensemble.model import build_unet, transfer_weights
@@ -42,6 +43,21 @@ def training_size(cfg: NucflowConfig, start_from: str | os.PathLike | None, opti
     if size != cfg.size.target_diameter:
         log.info("fine-tuning at the starting model's nucleus size, %g px (not size.target_diameter %g)", size, cfg.size.target_diameter)
     return size
+
+
+def start_architecture(cfg: NucflowConfig, start_from: str | os.PathLike) -> NucflowConfig:
+    """`cfg` with the architecture of the model fine-tuned from (its card), which the run trains and saves; settings
+    that ask for another architecture than the default and the model's are refused, not silently ignored."""
+    source = Architecture.from_dict(read_card(start_from)["architecture"])
+    asked = cfg.presegment.architecture
+    if asked not in (source, Architecture()):
+        differ = ", ".join(
+            f"{key} {getattr(source, key)} (settings: {getattr(asked, key)})"
+            for key in asked.__dataclass_fields__
+            if getattr(source, key) != getattr(asked, key)
+        )
+        raise InputError(start_from, f"--start-from: the model's architecture is not the one the settings ask for: {differ}")
+    return replace(cfg, presegment=replace(cfg.presegment, architecture=source))
 
 
 def training_data_card(data_dir: Path, n_train: int, n_val: int, groups: list[str] | None) -> dict:
@@ -102,6 +118,8 @@ def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     start_from = cfg.presegment.start_from
     target = training_size(cfg, start_from, "--start-from")
+    if start_from:
+        cfg = start_architecture(cfg, start_from)
     require_train_and_val(data_dir)
     check_run_origin(out_dir, start_from, target, resume)  # before the slow data loading
     train_pairs, stems = load_annotated(data_dir, "train", target, cfg.input)
