@@ -117,6 +117,12 @@ def train(
             run.save_checkpoint()
     if run.out_of_time:
         log.info("time limit of %.0f minutes reached at iteration %d", cfg.max_minutes, run.iteration)
+    if run.state["best"] is None:  # 0 iterations: the starting model as it is (e.g. narrowed), validated and kept
+        figures = validate(model, val_subset, val_detect)
+        log.info("validation of the starting model: DSB %.4f AP50 %.4f", figures["dsb"], figures["ap50"])
+        run.record({"iteration": 0, "minutes": round(run.minutes, 1), **figures}, "dsb")
+        save_model(out_dir / "model", model, arch, _card(card, cfg, run.state, device, model, len(train_pairs), len(val_subset)))
+        run.save_checkpoint()
     return run.state["best"]
 
 

@@ -211,7 +211,7 @@ def test_a_presegmenter_fine_tuned_from_a_model_says_so_in_its_card(trained, tmp
 
 
 @pytest.mark.slow
-def test_a_presegmenter_fine_tune_keeps_the_architecture_of_its_model(trained, tmp_path):
+def test_a_presegmenter_fine_tune_keeps_the_architecture_of_its_model(trained, tmp_path, caplog):
     root, data = trained
     source = root / "preseg" / "model"
     training_only = [flag for flag in TINY if not flag.startswith("presegment.architecture.")]  # settings ask for the default one
@@ -219,8 +219,31 @@ def test_a_presegmenter_fine_tune_keeps_the_architecture_of_its_model(trained, t
     saved = json.loads((tmp_path / "tuned" / "model" / "model.json").read_text())["architecture"]
     assert saved == json.loads((source / "model.json").read_text())["architecture"] and saved["fpn_channels"] == 32
     assert json.loads((tmp_path / "tuned" / "config.json").read_text())["presegment"]["architecture"]["fpn_channels"] == 32
-    other = [*training_only, "presegment.architecture.fpn_channels=64"]  # neither the default nor the model's: refused
+    other = [*TINY, "presegment.architecture.fpn_channels=64"]  # wider than the model's: refused
     assert main(["train-presegment", str(data), "-o", str(tmp_path / "other"), "--start-from", str(source), *flags(other)]) == 2
+    assert "cannot be widened: fpn_channels 32 -> 64" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_presegmenter_fine_tune_can_narrow_its_model(trained, tmp_path, caplog):
+    root, data = trained
+    source = root / "preseg" / "model"
+    training_only = [flag for flag in TINY if not flag.startswith("presegment.architecture.")]
+    narrower = ["presegment.architecture.fpn_channels=16", "presegment.architecture.box_head_width=32", "presegment.architecture.mask_head_width=8"]
+    untrained = ["presegment.detect.score_threshold=0.01"]  # two iterations of training: let its weak detections calibrate the mask head
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "narrow"), "--start-from", str(source), *flags(training_only + narrower + untrained)]) == 0
+    card = json.loads((tmp_path / "narrow" / "model" / "model.json").read_text())
+    assert card["architecture"]["fpn_channels"] == 16 and card["architecture"]["mask_head_width"] == 8
+    assert card["narrowed"] == {"from": {"fpn_channels": 32, "mask_head_width": 16}, "calibration_images": 3, "calibration_zoom": 1.25}
+    as_it_is = [*training_only, *narrower, *untrained, "presegment.train.iterations=0"]  # narrowed, not trained: validated and kept
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "only"), "--start-from", str(source), *flags(as_it_is)]) == 0
+    card = json.loads((tmp_path / "only" / "model" / "model.json").read_text())
+    assert card["training"]["iterations"] == 0 and card["validation"]["iteration"] == 0 and card["architecture"]["fpn_channels"] == 16
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "random"), *flags(as_it_is)]) == 2  # nothing to keep
+    assert "iterations 0 keeps a starting model as it is" in caplog.text
+    other = ["presegment.architecture.fpn_channels=16", "presegment.architecture.box_head_width=16"]  # not a narrowing
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "other"), "--start-from", str(source), *flags(training_only + other)]) == 2
+    assert "narrowing changes only fpn_channels and mask_head_width, not box_head_width (32 -> 16)" in caplog.text
 
 
 @pytest.mark.slow

@@ -139,8 +139,13 @@ NON_NEGATIVE = (
 FRACTIONS = "presegmenter_share touching_probability val_fraction view_score_floor min_size_fraction peak_distance_fraction beta1 image_mean".split()
 
 
-def range_rule(name: str) -> tuple[float, float, bool] | None:
-    """(low, high, low inclusive) for a setting named `name`, or None when any value goes."""
+ZERO_ALLOWED = {"presegment.train.iterations"}  # 0: keep the starting model as it is (a narrowed one), validated
+
+
+def range_rule(name: str, key: str = "") -> tuple[float, float, bool] | None:
+    """(low, high, low inclusive) for a setting named `name` (at `key`), or None when any value goes."""
+    if key in ZERO_ALLOWED:
+        return (0.0, float("inf"), True)
     if name.startswith("p_") or name.endswith("_threshold") or name in FRACTIONS:
         return (0.0, 1.0, True)
     if name in POSITIVE:
@@ -158,7 +163,7 @@ def check_ranges(cfg: Any, where: str = "") -> None:
         if dataclasses.is_dataclass(value):
             check_ranges(value, f"{key}.")
             continue
-        rule = range_rule(item.name)
+        rule = range_rule(item.name, key)
         values = value if isinstance(value, (tuple, list)) else (value,)
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if rule is not None:

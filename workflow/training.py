@@ -10,7 +10,10 @@ from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from torch import nn
+
 from presegment.config import Architecture
+from presegment.narrow import NARROWABLE, narrow_on_images, narrowing_problem
 from presegment.storage import load_model, update_card
 from presegment.train import train as train_presegment_model
 from unet_ensemble.model import build_unet, transfer_weights
@@ -18,6 +21,7 @@ from unet_ensemble.storage import load_member
 from unet_ensemble.train import train_member
 from workflow.config import NucflowConfig
 from workflow.core.files import InputError, write_json
+from workflow.core.images import resize_image, scaled_shape
 from workflow.core.metrics import mean_scores
 from workflow.core.modelfiles import CARD, read_card
 from workflow.core.runtime import device_name, resolve_device
@@ -26,6 +30,8 @@ from workflow.predict import fast_segmenter
 from workflow.training_data import load_annotated, read_split, read_types
 
 log = logging.getLogger(__name__)
+
+CALIBRATION_IMAGES = 30  # training images whose activations decide what a narrowed presegmenter keeps
 
 
 def training_size(cfg: NucflowConfig, start_from: str | os.PathLike | None, option: str) -> float:
@@ -46,18 +52,37 @@ def training_size(cfg: NucflowConfig, start_from: str | os.PathLike | None, opti
 
 
 def start_architecture(cfg: NucflowConfig, start_from: str | os.PathLike) -> NucflowConfig:
-    """`cfg` with the architecture of the model fine-tuned from (its card), which the run trains and saves; settings
-    that ask for another architecture than the default and the model's are refused, not silently ignored."""
+    """`cfg` with the architecture the run trains and saves: the starting model's (from its card), or a narrowing of
+    it (fewer FPN or mask-head channels) the settings ask for; any other architecture is refused, not ignored."""
     source = Architecture.from_dict(read_card(start_from)["architecture"])
     asked = cfg.presegment.architecture
-    if asked not in (source, Architecture()):
-        differ = ", ".join(
-            f"{key} {getattr(source, key)} (settings: {getattr(asked, key)})"
-            for key in asked.__dataclass_fields__
-            if getattr(source, key) != getattr(asked, key)
-        )
-        raise InputError(start_from, f"--start-from: the model's architecture is not the one the settings ask for: {differ}")
-    return replace(cfg, presegment=replace(cfg.presegment, architecture=source))
+    if asked in (source, Architecture()):
+        return replace(cfg, presegment=replace(cfg.presegment, architecture=source))
+    problem = narrowing_problem(source, asked)
+    if problem:
+        raise InputError(start_from, f"--start-from: the settings ask for another architecture than the model's ({problem})")
+    return cfg
+
+
+def narrowed_start(model: nn.Module, source: Architecture, cfg: NucflowConfig, train_pairs: list) -> tuple[nn.Module, dict]:
+    """The starting model narrowed to the run's architecture, calibrated on evenly spaced training images at the scale
+    the network sees them in prediction (`presegment.detect.zoom`); and its card entry."""
+    target, zoom = cfg.presegment.architecture, cfg.presegment.detect.zoom
+    calibration = [resize_image(image, scaled_shape(image.shape, zoom)) for image, _ in train_pairs[:: max(1, len(train_pairs) // CALIBRATION_IMAGES)]]
+    log.info(
+        "narrowing the starting model (FPN %d -> %d channels, mask head %d -> %d), calibrated on %d training images",
+        source.fpn_channels,
+        target.fpn_channels,
+        source.mask_head_width,
+        target.mask_head_width,
+        len(calibration),
+    )
+    try:
+        narrowed = narrow_on_images(model, source, target, calibration, cfg.presegment.detect)
+    except ValueError as error:
+        raise InputError(cfg.presegment.start_from, f"--start-from: cannot narrow this model: {error}") from None
+    entry = {"from": {k: getattr(source, k) for k in NARROWABLE}, "calibration_images": len(calibration), "calibration_zoom": zoom}
+    return narrowed, entry
 
 
 def training_data_card(data_dir: Path, n_train: int, n_val: int, groups: list[str] | None) -> dict:
@@ -117,6 +142,8 @@ def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     start_from = cfg.presegment.start_from
+    if not start_from and not cfg.presegment.train.iterations:
+        raise InputError(None, "presegment.train.iterations 0 keeps a starting model as it is: give --start-from MODEL")
     target = training_size(cfg, start_from, "--start-from")
     if start_from:
         cfg = start_architecture(cfg, start_from)
@@ -135,8 +162,11 @@ def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     card["initialised_from"] = str(start_from) if start_from else "random"
     if start_from:
         initial, source_card = load_model(start_from)
-        initial.train()
         card["initial_model"] = initial_model_summary(source_card)
+        source = Architecture.from_dict(source_card["architecture"])
+        if source != cfg.presegment.architecture:
+            initial, card["narrowed"] = narrowed_start(initial, source, cfg, train_pairs)
+        initial.train()
     device = resolve_device(cfg.device)
     log.info("training presegmenter %s on %d images (val %d) on %s", cfg.presegment.architecture.backbone, len(train_pairs), len(val_pairs), device)
     best = train_presegment_model(
