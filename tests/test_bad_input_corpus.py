@@ -344,7 +344,11 @@ CASES.update(
             predict_with(tif("holes.tif", nan_image(0.01))), 0, ("holes.tif", "non-finite pixels"), ("good", "holes"), logging.WARNING
         ),
         "warning: no nucleus found": Case(
-            predict_with(png("black.png", np.zeros((80, 80), np.uint8))), 0, ("black.png", "no nucleus found"), ("good", "black"), logging.WARNING
+            predict_with(png("black.png", np.zeros((80, 80), np.uint8))),
+            0,
+            ("black.png: no nucleus found; wrote an empty label image",),
+            ("good", "black"),
+            logging.WARNING,
         ),
         "rerun: other settings refused": Case(rerun_with_other_settings, 2, ("--overwrite",), ("good",)),
         "folder: images unreadable (no permission)": Case(lambda t: classic(t), 2, ("images", "cannot be listed"), patch=unlistable),

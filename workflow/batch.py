@@ -46,6 +46,7 @@ class ImageResult:
     nuclei: int = 0
     error: str | None = None
     warnings: list[str] = field(default_factory=list)  # one line each, naming the file
+    file: str = ""  # the input file, for messages
 
 
 @dataclass
@@ -123,10 +124,10 @@ def segment_image(path: Path, out_dir: Path, cfg: NucflowConfig, threads: int | 
             write_all_or_nothing(out_dir, path.stem, functools.partial(write_image_outputs, out_dir, path.stem, image, prediction, cfg, pixel_size))
             nuclei = count_objects(prediction.labels)
     except InputError as error:
-        return ImageResult(path.stem, error=str(error), warnings=warnings)
+        return ImageResult(path.stem, error=str(error), warnings=warnings, file=str(path))
     except Exception as error:  # noqa: BLE001 - reported per image; the run's exit status says it failed
-        return ImageResult(path.stem, error=f"{path}: {type(error).__name__}: {error}", warnings=warnings)
-    return ImageResult(path.stem, nuclei, warnings=warnings)
+        return ImageResult(path.stem, error=f"{path}: {type(error).__name__}: {error}", warnings=warnings, file=str(path))
+    return ImageResult(path.stem, nuclei, warnings=warnings, file=str(path))
 
 
 def _segment_stack_file(
@@ -282,6 +283,6 @@ def _record(result: ImageResult, summary: RunSummary) -> None:
         summary.failed.append(result.stem)
         return
     if result.nuclei == 0:
-        log.warning("%s: no nucleus found; wrote an empty label image", result.stem)
+        log.warning("%s: no nucleus found; wrote an empty label image", result.file or result.stem)
     summary.done.append(result.stem)
     summary.nuclei += result.nuclei
