@@ -192,7 +192,8 @@ def test_normalisation_flags_are_recorded_and_bad_percentiles_refused(folders, t
         ("presegment.detect.score_threshold=1.5", "'presegment.detect.score_threshold': 1.5 is out of range (must be in [0, 1])"),
         ("presegment.train.augment.scale_range=[2, 1]", "'presegment.train.augment.scale_range': (2.0, 1.0) is not ordered"),
         ("size.min_scale=9", "size.min_scale = 9.0 and size.max_scale = 8.0: the first must not exceed the second"),
-        ("presegment.train.iterations=-3", "'presegment.train.iterations': -3 is out of range (must be > 0)"),
+        ("presegment.train.iterations=-3", "'presegment.train.iterations': -3 is out of range (must be >= 0)"),  # 0: narrowed only
+        ("unet.train.iterations=0", "'unet.train.iterations': 0 is out of range (must be > 0)"),
     ],
 )
 def test_out_of_range_settings_are_refused_before_any_work(folders, tmp_path, caplog, setting, message):
