@@ -184,39 +184,38 @@ def narrow(model: nn.Module, source: Architecture, target: Architecture, stats: 
     if problem:
         raise ValueError(problem)
     sd = {k: v.double() for k, v in model.state_dict().items()}
-    levels = len(model.backbone.fpn.layer_blocks)
-    grid = model.roi_heads.box_roi_pool.output_size[0] if isinstance(model.roi_heads.box_roi_pool.output_size, (list, tuple)) else 7
-    fpn = "backbone.fpn."
+    levels, fpn = len(model.backbone.fpn.layer_blocks), "backbone.fpn."
 
-    def replace(prefix: str, weight_and_bias: tuple[torch.Tensor, torch.Tensor]) -> None:
-        sd[prefix + "weight"], sd[prefix + "bias"] = weight_and_bias
+    def produce(prefix: str, keep: torch.Tensor, out_dim: int = 0) -> None:
+        sd[prefix + "weight"], sd[prefix + "bias"] = _produce(sd[prefix + "weight"], sd[prefix + "bias"], keep, out_dim)
+
+    def consume(prefix: str, mix: torch.Tensor, offset: torch.Tensor, in_dim: int = 1) -> None:
+        sd[prefix + "weight"], sd[prefix + "bias"] = _consume(sd[prefix + "weight"], sd[prefix + "bias"], mix, offset, in_dim)
 
     # FPN top-down sum: produced by the lateral 1x1 convolutions, consumed by the 3x3 output convolutions
     inner_consumers = [as_matrix(sd[f"{fpn}layer_blocks.{level}.0.weight"]) for level in range(levels)]
     keep, mix, offset = principal_projection(stats.spaces["fpn_inner"], target.fpn_channels, inner_consumers)
     for level in range(levels):
-        replace(f"{fpn}inner_blocks.{level}.0.", _produce(sd[f"{fpn}inner_blocks.{level}.0.weight"], sd[f"{fpn}inner_blocks.{level}.0.bias"], keep))
-        replace(f"{fpn}layer_blocks.{level}.0.", _consume(sd[f"{fpn}layer_blocks.{level}.0.weight"], sd[f"{fpn}layer_blocks.{level}.0.bias"], mix, offset))
-    # FPN outputs: consumed by the RPN's convolution, the box head (C x grid x grid inputs) and the mask head
-    fc6 = sd["roi_heads.box_head.fc6.weight"]
-    out_consumers = [
-        as_matrix(sd["rpn.head.conv.0.0.weight"]),
-        as_matrix(sd["roi_heads.mask_head.0.0.weight"]),
-        as_matrix(fc6.view(fc6.shape[0], source.fpn_channels, -1)),
-    ]
-    keep, mix, offset = principal_projection(stats.spaces["fpn_out"], target.fpn_channels, out_consumers)
+        produce(f"{fpn}inner_blocks.{level}.0.", keep)
+        consume(f"{fpn}layer_blocks.{level}.0.", mix, offset)
+    # FPN outputs: consumed by the RPN's convolution, the mask head and the box head, whose C x 7 x 7 inputs are
+    # viewed as C channels x 49 positions while it is rewritten
+    fc6 = "roi_heads.box_head.fc6."
+    flat_fc6 = sd[fc6 + "weight"].shape
+    sd[fc6 + "weight"] = sd[fc6 + "weight"].view(flat_fc6[0], source.fpn_channels, -1)
+    out_consumers = ["rpn.head.conv.0.0.", "roi_heads.mask_head.0.0.", fc6]
+    keep, mix, offset = principal_projection(stats.spaces["fpn_out"], target.fpn_channels, [as_matrix(sd[c + "weight"]) for c in out_consumers])
     for level in range(levels):
-        replace(f"{fpn}layer_blocks.{level}.0.", _produce(sd[f"{fpn}layer_blocks.{level}.0.weight"], sd[f"{fpn}layer_blocks.{level}.0.bias"], keep))
-    replace("rpn.head.conv.0.0.", _consume(sd["rpn.head.conv.0.0.weight"], sd["rpn.head.conv.0.0.bias"], mix, offset))
-    replace("roi_heads.mask_head.0.0.", _consume(sd["roi_heads.mask_head.0.0.weight"], sd["roi_heads.mask_head.0.0.bias"], mix, offset))
-    fc6_weight, fc6_bias = _consume(fc6.view(fc6.shape[0], source.fpn_channels, grid, grid), sd["roi_heads.box_head.fc6.bias"], mix, offset)
-    sd["roi_heads.box_head.fc6.weight"], sd["roi_heads.box_head.fc6.bias"] = fc6_weight.reshape(fc6.shape[0], -1), fc6_bias
+        produce(f"{fpn}layer_blocks.{level}.0.", keep)
+    for consumer in out_consumers:
+        consume(consumer, mix, offset)
+    sd[fc6 + "weight"] = sd[fc6 + "weight"].reshape(flat_fc6[0], -1)
     # RPN convolution (after its ReLU), consumed by the objectness and box-delta 1x1 convolutions
-    rpn_consumers = torch.cat([sd["rpn.head.cls_logits.weight"], sd["rpn.head.bbox_pred.weight"]]).flatten(1)
-    keep, mix, offset = subset_reconstruction(stats.spaces["rpn"], rpn_consumers, target.fpn_channels)
-    replace("rpn.head.conv.0.0.", _produce(sd["rpn.head.conv.0.0.weight"], sd["rpn.head.conv.0.0.bias"], keep))
-    for name in ("cls_logits", "bbox_pred"):
-        replace(f"rpn.head.{name}.", _consume(sd[f"rpn.head.{name}.weight"], sd[f"rpn.head.{name}.bias"], mix, offset))
+    rpn_consumers = ["rpn.head.cls_logits.", "rpn.head.bbox_pred."]
+    keep, mix, offset = subset_reconstruction(stats.spaces["rpn"], torch.cat([as_matrix(sd[c + "weight"]) for c in rpn_consumers]), target.fpn_channels)
+    produce("rpn.head.conv.0.0.", keep)
+    for consumer in rpn_consumers:
+        consume(consumer, mix, offset)
     # mask head: four 3x3 convolutions, then the 2x2 transposed convolution, then the 1x1 logits
     chain = [f"roi_heads.mask_head.{i}.0." for i in range(len(model.roi_heads.mask_head))] + ["roi_heads.mask_predictor.conv5_mask."]
     spaces = [f"mask{i}" for i in range(len(model.roi_heads.mask_head))] + ["mask_up"]
@@ -224,10 +223,11 @@ def narrow(model: nn.Module, source: Architecture, target: Architecture, stats: 
     for producer, space, consumer in zip(chain, spaces, consumers):
         transposed_producer, transposed_consumer = producer.endswith("conv5_mask."), consumer.endswith("conv5_mask.")
         in_dim = 0 if transposed_consumer else 1
-        consumer_matrix = as_matrix(sd[consumer + "weight"], in_dim)
-        keep, mix, offset = subset_reconstruction(stats.spaces[space], consumer_matrix, target.mask_head_width, intercept=not transposed_consumer)
-        replace(producer, _produce(sd[producer + "weight"], sd[producer + "bias"], keep, out_dim=1 if transposed_producer else 0))
-        replace(consumer, _consume(sd[consumer + "weight"], sd[consumer + "bias"], mix, offset, in_dim=in_dim))
+        keep, mix, offset = subset_reconstruction(
+            stats.spaces[space], as_matrix(sd[consumer + "weight"], in_dim), target.mask_head_width, intercept=not transposed_consumer
+        )
+        produce(producer, keep, out_dim=1 if transposed_producer else 0)
+        consume(consumer, mix, offset, in_dim)
     narrowed = build_model(target)
     narrowed.load_state_dict({k: v.float() for k, v in sd.items()})
     return narrowed.to(next(model.parameters()).device)

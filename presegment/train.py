@@ -96,6 +96,15 @@ def train(
     val_subset = val_pairs[: cfg.val_limit] if cfg.val_limit else val_pairs
     val_detect = detect_cfg or DetectConfig()
     running: dict[str, float] = {}
+
+    def validate_and_keep() -> None:
+        """Validate; save the model when it is the best so far; checkpoint."""
+        figures = validate(model, val_subset, val_detect)
+        log.info("validation at %d: DSB %.4f AP50 %.4f", run.iteration, figures["dsb"], figures["ap50"])
+        if run.record({"iteration": run.iteration, "minutes": round(run.minutes, 1), **figures}, "dsb"):
+            save_model(out_dir / "model", model, arch, _card(card, cfg, run.state, device, model, len(train_pairs), len(val_subset)))
+        run.save_checkpoint()
+
     while not run.finished:
         images, targets = detection_batch(sampler, cfg, device)
         with run.autocast():
@@ -110,19 +119,11 @@ def train(
             )
             running = {}
         if run.validation_due():
-            figures = validate(model, val_subset, val_detect)
-            log.info("validation at %d: DSB %.4f AP50 %.4f", run.iteration, figures["dsb"], figures["ap50"])
-            if run.record({"iteration": run.iteration, "minutes": round(run.minutes, 1), **figures}, "dsb"):
-                save_model(out_dir / "model", model, arch, _card(card, cfg, run.state, device, model, len(train_pairs), len(val_subset)))
-            run.save_checkpoint()
+            validate_and_keep()
     if run.out_of_time:
         log.info("time limit of %.0f minutes reached at iteration %d", cfg.max_minutes, run.iteration)
     if run.state["best"] is None:  # 0 iterations: the starting model as it is (e.g. narrowed), validated and kept
-        figures = validate(model, val_subset, val_detect)
-        log.info("validation of the starting model: DSB %.4f AP50 %.4f", figures["dsb"], figures["ap50"])
-        run.record({"iteration": 0, "minutes": round(run.minutes, 1), **figures}, "dsb")
-        save_model(out_dir / "model", model, arch, _card(card, cfg, run.state, device, model, len(train_pairs), len(val_subset)))
-        run.save_checkpoint()
+        validate_and_keep()
     return run.state["best"]
 
 

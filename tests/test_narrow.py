@@ -105,30 +105,27 @@ def test_the_projections_reconstruct_data_of_the_kept_rank_exactly():
     assert not offset.any() and torch.allclose((relu @ keep.T) @ back.T, relu, atol=0.01 * float(relu.max()))  # the constant channel kept
 
 
-@pytest.mark.parametrize("layer", [torch.nn.Conv2d(8, 4, 3, padding=1), torch.nn.ConvTranspose2d(8, 4, 2, stride=2), torch.nn.Linear(8, 4)])
-def test_a_consumer_given_the_kept_channels_computes_what_it_did(layer):
+LAYERS = {  # a layer of C input channels, and the shape of an input of C channels
+    "conv": (lambda c: torch.nn.Conv2d(c, 4, 3, padding=1), lambda c: (2, c, 6, 6)),
+    "transposed": (lambda c: torch.nn.ConvTranspose2d(c, 4, 2, stride=2), lambda c: (2, c, 6, 6)),
+    "linear": (lambda c: torch.nn.Linear(c, 4), lambda c: (2, c)),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_a_consumer_given_the_kept_channels_computes_what_it_did(kind):
+    make, shape = LAYERS[kind]
     generator = torch.Generator().manual_seed(0)
-    layer, transposed = layer.double(), isinstance(layer, torch.nn.ConvTranspose2d)
+    layer, narrowed, transposed = make(8).double(), make(3).double(), kind == "transposed"
     back, offset = torch.randn(8, 3, generator=generator, dtype=torch.float64), torch.randn(8, generator=generator, dtype=torch.float64)
     if transposed:  # its phases cannot share a constant: refused, and reconstructed without one
         with pytest.raises(ValueError, match="transposed"):
             _consume(layer.weight.detach(), layer.bias.detach(), back, offset, in_dim=0)
         offset = torch.zeros(8, dtype=torch.float64)
-    weight, bias = _consume(layer.weight.detach(), layer.bias.detach(), back, offset, in_dim=0 if transposed else 1)
-    narrowed = type(layer)(
-        3,
-        4,
-        *([3] if isinstance(layer, torch.nn.Conv2d) else [2] if transposed else []),
-        **({"padding": 1} if isinstance(layer, torch.nn.Conv2d) else {"stride": 2} if transposed else {}),
-    ).double()
-    narrowed.weight.data, narrowed.bias.data = weight, bias
-    kept = (
-        torch.randn(2, 3, 6, 6, generator=generator, dtype=torch.float64)
-        if not isinstance(layer, torch.nn.Linear)
-        else torch.randn(2, 3, generator=generator, dtype=torch.float64)
-    )
+    narrowed.weight.data, narrowed.bias.data = _consume(layer.weight.detach(), layer.bias.detach(), back, offset, in_dim=0 if transposed else 1)
+    kept = torch.randn(*shape(3), generator=generator, dtype=torch.float64)
     full = torch.einsum("ck,nk...->nc...", back, kept) + offset.view(8, *[1] * (kept.dim() - 2))
     expected, got = layer(full), narrowed(kept)
-    if isinstance(layer, torch.nn.Conv2d):
+    if kind == "conv":
         expected, got = expected[..., 1:-1, 1:-1], got[..., 1:-1, 1:-1]  # zero padding breaks the constant at the border
     assert (expected - got).abs().max() < 1e-9 * expected.abs().max()
