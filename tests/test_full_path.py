@@ -231,10 +231,15 @@ def test_a_presegmenter_fine_tune_can_narrow_its_model(trained, tmp_path, caplog
     training_only = [flag for flag in TINY if not flag.startswith("presegment.architecture.")]
     narrower = ["presegment.architecture.fpn_channels=16", "presegment.architecture.box_head_width=32", "presegment.architecture.mask_head_width=8"]
     untrained = ["presegment.detect.score_threshold=0.01"]  # two iterations of training: let its weak detections calibrate the mask head
-    assert main(["train-presegment", str(data), "-o", str(tmp_path / "narrow"), "--start-from", str(source), *flags(training_only + narrower + untrained)]) == 0
+    narrowing = ["train-presegment", str(data), "-o", str(tmp_path / "narrow"), "--start-from", str(source), *flags(training_only + narrower + untrained)]
+    assert main(narrowing) == 0
     card = json.loads((tmp_path / "narrow" / "model" / "model.json").read_text())
     assert card["architecture"]["fpn_channels"] == 16 and card["architecture"]["mask_head_width"] == 8
     assert card["narrowed"] == {"from": {"fpn_channels": 32, "mask_head_width": 16}, "calibration_images": 3, "calibration_zoom": 1.25}
+    caplog.clear()  # a rerun resumes from the checkpoint, whose weights replace the start: not narrowed again
+    with caplog.at_level(logging.INFO):
+        assert main(narrowing) == 0
+    assert "resumed from" in caplog.text and "narrowing the starting model" not in caplog.text
     as_it_is = [*training_only, *narrower, *untrained, "presegment.train.iterations=0"]  # narrowed, not trained: validated and kept
     assert main(["train-presegment", str(data), "-o", str(tmp_path / "only"), "--start-from", str(source), *flags(as_it_is)]) == 0
     card = json.loads((tmp_path / "only" / "model" / "model.json").read_text())

@@ -13,6 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from presegment.config import Architecture
+from presegment.model import build_model
 from presegment.narrow import NARROWABLE, narrow_on_images, narrowing_problem
 from presegment.storage import load_model, update_card
 from presegment.train import train as train_presegment_model
@@ -24,6 +25,7 @@ from workflow.core.files import InputError, write_json
 from workflow.core.images import resize_image, scaled_shape
 from workflow.core.metrics import mean_scores
 from workflow.core.modelfiles import CARD, read_card
+from workflow.core.optim import CHECKPOINT
 from workflow.core.runtime import device_name, resolve_device
 from workflow.evaluate import score_segmenter
 from workflow.predict import fast_segmenter
@@ -64,11 +66,15 @@ def start_architecture(cfg: NucflowConfig, start_from: str | os.PathLike) -> Nuc
     return cfg
 
 
-def narrowed_start(model: nn.Module, source: Architecture, cfg: NucflowConfig, train_pairs: list) -> tuple[nn.Module, dict]:
+def narrowed_start(model: nn.Module, source: Architecture, cfg: NucflowConfig, train_pairs: list, resuming: bool = False) -> tuple[nn.Module, dict]:
     """The starting model narrowed to the run's architecture, calibrated on evenly spaced training images at the scale
-    the network sees them in prediction (`presegment.detect.zoom`); and its card entry."""
+    the network sees them in prediction (`presegment.detect.zoom`); and its card entry. `resuming`: a network of the
+    run's architecture only, since the run's checkpoint replaces its weights (narrowing takes minutes)."""
     target, zoom = cfg.presegment.architecture, cfg.presegment.detect.zoom
     calibration = [resize_image(image, scaled_shape(image.shape, zoom)) for image, _ in train_pairs[:: max(1, len(train_pairs) // CALIBRATION_IMAGES)]]
+    entry = {"from": {k: getattr(source, k) for k in NARROWABLE}, "calibration_images": len(calibration), "calibration_zoom": zoom}
+    if resuming:
+        return build_model(target), entry
     log.info(
         "narrowing the starting model (FPN %d -> %d channels, mask head %d -> %d), calibrated on %d training images",
         source.fpn_channels,
@@ -81,7 +87,6 @@ def narrowed_start(model: nn.Module, source: Architecture, cfg: NucflowConfig, t
         narrowed = narrow_on_images(model, source, target, calibration, cfg.presegment.detect)
     except ValueError as error:
         raise InputError(cfg.presegment.start_from, f"--start-from: cannot narrow this model: {error}") from None
-    entry = {"from": {k: getattr(source, k) for k in NARROWABLE}, "calibration_images": len(calibration), "calibration_zoom": zoom}
     return narrowed, entry
 
 
@@ -112,7 +117,7 @@ def check_run_origin(out_dir: Path, start_from: str | os.PathLike | None, target
     checkpoint under other ones (the model card would name the wrong start and the run would change size)."""
     origin = {"start_from": str(Path(start_from).resolve()) if start_from else None, "target_diameter": float(target)}
     path = out_dir / RUN_ORIGIN
-    if resume and path.is_file() and any(out_dir.rglob("checkpoint.pt")):
+    if resume and path.is_file() and any(out_dir.rglob(CHECKPOINT)):
         recorded = json.loads(path.read_text())
         if recorded != origin:
             raise InputError(
@@ -165,7 +170,8 @@ def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         card["initial_model"] = initial_model_summary(source_card)
         source = Architecture.from_dict(source_card["architecture"])
         if source != cfg.presegment.architecture:
-            initial, card["narrowed"] = narrowed_start(initial, source, cfg, train_pairs)
+            resuming = resume and (out_dir / CHECKPOINT).is_file()
+            initial, card["narrowed"] = narrowed_start(initial, source, cfg, train_pairs, resuming)
         initial.train()
     device = resolve_device(cfg.device)
     log.info("training presegmenter %s on %d images (val %d) on %s", cfg.presegment.architecture.backbone, len(train_pairs), len(val_pairs), device)

@@ -12,6 +12,8 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT = "checkpoint.pt"  # a training run's resumable state, in its output folder
+
 
 def warmup_cosine(iteration: int, total: int, warmup: int, time_used: float = 0.0) -> float:
     """Learning-rate factor: linear warm-up over `warmup` steps, then cosine decay to 1% at `total`
@@ -48,7 +50,7 @@ class TrainingRun:
         self.state = {"iteration": 0, "best": None, "stale": 0, "elapsed": 0.0, "history": []}
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda it: warmup_cosine(it, cfg.iterations, cfg.warmup_iterations, self.time_used))
         self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
-        self.path = self.out_dir / "checkpoint.pt"
+        self.path = self.out_dir / CHECKPOINT
         if resume and self.path.exists():
             saved = torch.load(self.path, map_location=device, weights_only=False)
             model.load_state_dict(saved["model"])
