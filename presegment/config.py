@@ -102,6 +102,7 @@ class TrainConfig:
     max_minutes: float | None = None  # stop (and validate) when this much time has passed
     log_every: int = 50
     seed: int = 0
+    distill: bool = False  # learn the starting model's outputs instead of the masks (keeps a narrowed model's behaviour)
     # stretched crops teach elongated nuclei (tissue): +0.012 / +0.016 on stains held out of training, two seeds
     # (benchmarks/results/leave_type_out.md, session 27); the U-Nets and pix2pix keep AugmentConfig's 0
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(p_stretch=0.5))

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from presegment.config import Architecture, DetectConfig, TrainConfig
+from presegment.distill import distillation_losses, freeze_batch_norm
 from presegment.model import build_model, count_parameters
 from presegment.predict import segment
 from presegment.storage import save_model
@@ -77,11 +78,13 @@ def train(
     initial_model: nn.Module | None = None,
     groups: list[str] | None = None,
     detect_cfg: DetectConfig | None = None,
+    teacher: nn.Module | None = None,
 ) -> dict:
     """Train, validating every `val_every` iterations; returns the best validation figures.
     `groups` (an image type per training pair) balances the sampling between types.
     Validation detects with `detect_cfg`'s thresholds (the run's own settings; without test-time views, which
     multiply the cost), so the model kept is the best under the settings it will run with.
+    With a `teacher` the model learns the teacher's outputs on the crops instead of their masks (`presegment.distill`).
 
     `out_dir/checkpoint.pt` lets a rerun resume; `out_dir/model/` holds the best model.
     `card` (training data description etc.) is written into the model's `model.json`.
@@ -90,6 +93,9 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = (initial_model or build_model(arch)).to(device).train()
+    if teacher is not None:
+        teacher.to(device).eval().requires_grad_(False)
+        freeze_batch_norm(model)
     model.roi_heads.fg_bg_sampler.batch_size_per_image = cfg.box_samples_per_image
     run = TrainingRun(model, cfg, out_dir, rng, device, resume, cfg.grad_clip)
     sampler = CropSampler(train_pairs, cfg.crop_size, rng, cfg.augment, groups)
@@ -100,6 +106,8 @@ def train(
     def validate_and_keep() -> None:
         """Validate; save the model when it is the best so far; checkpoint."""
         figures = validate(model, val_subset, val_detect)
+        if teacher is not None:
+            freeze_batch_norm(model)
         log.info("validation at %d: DSB %.4f AP50 %.4f", run.iteration, figures["dsb"], figures["ap50"])
         if run.record({"iteration": run.iteration, "minutes": round(run.minutes, 1), **figures}, "dsb"):
             save_model(out_dir / "model", model, arch, _card(card, cfg, run.state, device, model, len(train_pairs), len(val_subset)))
@@ -108,7 +116,7 @@ def train(
     while not run.finished:
         images, targets = detection_batch(sampler, cfg, device)
         with run.autocast():
-            losses = model(images, targets)
+            losses = distillation_losses(teacher, model, images) if teacher is not None else model(images, targets)
         run.step(sum(losses.values()))
         for name, value in losses.items():
             running[name] = running.get(name, 0.0) + float(value.detach())

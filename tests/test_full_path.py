@@ -246,6 +246,12 @@ def test_a_presegmenter_fine_tune_can_narrow_its_model(trained, tmp_path, caplog
     assert card["training"]["iterations"] == 0 and card["validation"]["iteration"] == 0 and card["architecture"]["fpn_channels"] == 16
     assert main(["train-presegment", str(data), "-o", str(tmp_path / "random"), *flags(as_it_is)]) == 2  # nothing to keep
     assert "iterations 0 keeps a starting model as it is" in caplog.text
+    distilled = [*training_only, *narrower, *untrained, "presegment.train.distill=true"]  # learns the source's outputs
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "distilled"), "--start-from", str(source), *flags(distilled)]) == 0
+    card = json.loads((tmp_path / "distilled" / "model" / "model.json").read_text())
+    assert card["distilled_from"] == str(source) and card["training"]["settings"]["distill"] is True and card["training"]["iterations"] == 2
+    assert main(["train-presegment", str(data), "-o", str(tmp_path / "no-teacher"), *flags(distilled)]) == 2
+    assert "presegment.train.distill learns from the starting model's outputs: give --start-from MODEL" in caplog.text
     other = ["presegment.architecture.fpn_channels=16", "presegment.architecture.box_head_width=16"]  # not a narrowing
     assert main(["train-presegment", str(data), "-o", str(tmp_path / "other"), "--start-from", str(source), *flags(training_only + other)]) == 2
     assert "narrowing changes only fpn_channels and mask_head_width, not box_head_width (32 -> 16)" in caplog.text

@@ -149,6 +149,8 @@ def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     start_from = cfg.presegment.start_from
     if not start_from and not cfg.presegment.train.iterations:
         raise InputError(None, "presegment.train.iterations 0 keeps a starting model as it is: give --start-from MODEL")
+    if not start_from and cfg.presegment.train.distill:
+        raise InputError(None, "presegment.train.distill learns from the starting model's outputs: give --start-from MODEL")
     target = training_size(cfg, start_from, "--start-from")
     if start_from:
         cfg = start_architecture(cfg, start_from)
@@ -173,10 +175,24 @@ def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
             resuming = resume and (out_dir / CHECKPOINT).is_file()
             initial, card["narrowed"] = narrowed_start(initial, source, cfg, train_pairs, resuming)
         initial.train()
+    teacher = load_model(start_from)[0] if cfg.presegment.train.distill else None
+    if teacher is not None:
+        card["distilled_from"] = str(start_from)
     device = resolve_device(cfg.device)
     log.info("training presegmenter %s on %d images (val %d) on %s", cfg.presegment.architecture.backbone, len(train_pairs), len(val_pairs), device)
     best = train_presegment_model(
-        train_pairs, val_pairs, cfg.presegment.architecture, cfg.presegment.train, out_dir, card, device, resume, initial, groups, cfg.presegment.detect
+        train_pairs,
+        val_pairs,
+        cfg.presegment.architecture,
+        cfg.presegment.train,
+        out_dir,
+        card,
+        device,
+        resume,
+        initial,
+        groups,
+        cfg.presegment.detect,
+        teacher,
     )
     fast_path = validate_fast_path(out_dir / "model", data_dir, cfg)
     update_card(out_dir / "model", validation_fast_path=fast_path)
