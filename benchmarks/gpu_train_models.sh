@@ -12,7 +12,8 @@
 #   preseg-ft   the same, fine-tuned from the shipped presegmenter
 #   unet-0..2   the three U-Net members (target sigma 0, 0.5, 1)
 #   lto         leave-type-out check of the recipe: stained types held out, trained on the rest, scored on them
-# All with the default settings (those of the shipped models); RECIPE adds overrides to every process.
+# All with the default settings (those of the shipped models); RECIPE adds overrides to every process,
+# FT_RECIPE to preseg-ft only (e.g. a narrowed, distilled copy of the shipped model: docs/gpu-training.md).
 # At DEADLINE seconds whatever still runs is stopped; finished models and scores are packed anyway.
 set -uo pipefail
 MINUTES=${MINUTES:-5.0}
@@ -33,6 +34,7 @@ DATA=${DATA:-$WORK/dsb2018}
 echo "ready after $((SECONDS - start)) s"
 
 RECIPE=${RECIPE:-}
+FT_RECIPE=${FT_RECIPE:-}
 PRESEG="--set presegment.train.max_minutes=$MINUTES --set presegment.train.log_every=100"
 UNET="--set unet.train.max_minutes=$MINUTES --set unet.train.log_every=250"
 
@@ -49,7 +51,7 @@ if command -v nvidia-smi > /dev/null; then
     monitor=$!
 fi
 launch preseg $PY -m workflow.cli train-presegment "$DATA" -o "$WORK/preseg" $RECIPE $PRESEG
-launch preseg-ft $PY -m workflow.cli train-presegment "$DATA" -o "$WORK/preseg-ft" --start-from presegment/models/default $RECIPE $PRESEG
+launch preseg-ft $PY -m workflow.cli train-presegment "$DATA" -o "$WORK/preseg-ft" --start-from presegment/models/default $RECIPE $FT_RECIPE $PRESEG
 sigmas=(0.0 0.5 1.0)
 for i in 0 1 2; do
     launch "unet-$i" $PY -m workflow.cli train-unet "$DATA" -o "$WORK/unet-$i" $RECIPE $UNET --set "unet.sigmas=[${sigmas[$i]}]" --set "unet.seeds=[$i]"
