@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -165,19 +166,18 @@ def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         "input": input_card(cfg),
         "training_data": training_data_card(data_dir, len(train_pairs), len(val_pairs), groups),
     }
-    initial = None
+    initial = teacher = None
     card["initialised_from"] = str(start_from) if start_from else "random"
     if start_from:
         initial, source_card = load_model(start_from)
         card["initial_model"] = initial_model_summary(source_card)
+        if cfg.presegment.train.distill:  # the starting model as loaded, before it is narrowed or trained
+            teacher, card["distilled_from"] = copy.deepcopy(initial), str(start_from)
         source = Architecture.from_dict(source_card["architecture"])
         if source != cfg.presegment.architecture:
             resuming = resume and (out_dir / CHECKPOINT).is_file()
             initial, card["narrowed"] = narrowed_start(initial, source, cfg, train_pairs, resuming)
         initial.train()
-    teacher = load_model(start_from)[0] if cfg.presegment.train.distill else None
-    if teacher is not None:
-        card["distilled_from"] = str(start_from)
     device = resolve_device(cfg.device)
     log.info("training presegmenter %s on %d images (val %d) on %s", cfg.presegment.architecture.backbone, len(train_pairs), len(val_pairs), device)
     best = train_presegment_model(
