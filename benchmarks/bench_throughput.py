@@ -1,8 +1,10 @@
 """Images per minute of `nucflow predict` on a folder, with --jobs 1 and --jobs 2 (issue 25: throughput).
 
 Usage (from the repository root):
-    uv run python benchmarks/bench_throughput.py ../shared/data/dsb2018 --images 64 --jobs 1 2 \
-        --methods fast --out benchmarks/results/throughput.md
+    uv run python benchmarks/bench_throughput.py ../shared/data/dsb2018 --images 64 --jobs 1 2 --methods fast
+
+It prints the report (`--out FILE` writes it too). `benchmarks/results/throughput.md` keeps every session's
+figures: add a new one there as a section, do not overwrite it.
 
 Each run is the command a user types (`nucflow predict FOLDER -o OUT --jobs N`), timed from start to exit:
 the models' loading (once per worker), every image read, segmented and written, and the report. The

@@ -1,8 +1,10 @@
 """Where the time goes: seconds per image in each stage of the fast and full paths (cProfile).
 
 Usage (from the repository root):
-    uv run python benchmarks/profile_stages.py ../shared/data/dsb2018 --images 8 --threads 2 \
-        --out benchmarks/results/stage_profile.md
+    uv run python benchmarks/profile_stages.py ../shared/data/dsb2018 --images 8 --threads 2
+
+It prints the table (`--out FILE` writes it too). `benchmarks/results/stage_profile.md` keeps every session's
+tables: add a new one there as a section, do not overwrite it.
 
 The first `--images` val images (split.csv order) are segmented by each method with the shipped models;
 each stage's time is the cumulative time of the function that runs it, summed over the images and
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 
 from workflow.config import load_config
+from workflow.core.files import write_text
 from workflow.core.images import read_input, to_rgb8
 from workflow.predict import build_segmenter
 from workflow.training_data import read_split
@@ -53,7 +56,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--methods", nargs="+", default=["fast", "full"])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/stage_profile.md"))
+    parser.add_argument("--out", type=Path, help="markdown file to write the table to (default: print only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config()
@@ -90,8 +93,9 @@ def main() -> None:
         "| other (reading aside: resizing, tiling, merging) | " + " | ".join(f"{rows[m][1] - sum(rows[m][0].values()):.2f}" for m in args.methods) + " |"
     )
     lines.append("| **total** | " + " | ".join(f"**{rows[m][1]:.2f}**" for m in args.methods) + " |")
-    args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    print("\n".join(lines))
+    if args.out:
+        write_text(args.out, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
