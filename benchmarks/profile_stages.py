@@ -93,9 +93,10 @@ def main() -> None:
         "| other (reading aside: resizing, tiling, merging) | " + " | ".join(f"{rows[m][1] - sum(rows[m][0].values()):.2f}" for m in args.methods) + " |"
     )
     lines.append("| **total** | " + " | ".join(f"**{rows[m][1]:.2f}**" for m in args.methods) + " |")
-    print("\n".join(lines))
+    table = "\n".join(lines) + "\n"
+    print(table, end="")
     if args.out:
-        write_text(args.out, "\n".join(lines) + "\n")
+        write_text(args.out, table)
 
 
 if __name__ == "__main__":
