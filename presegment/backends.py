@@ -18,6 +18,15 @@ def detectron2_available() -> bool:
     return importlib.util.find_spec("detectron2") is not None
 
 
+def reduced_precision_parts(backend: str) -> tuple[str, ...]:
+    """The presegmenter's submodules that may compute in reduced precision (detectron2's: none, float32 only)."""
+    if backend == "torchvision":
+        from presegment.model import REDUCED_PRECISION_PARTS
+
+        return REDUCED_PRECISION_PARTS
+    return ()
+
+
 def load_presegmenter(backend: str, folder: str | os.PathLike | None, device: str = "auto") -> tuple[nn.Module, dict]:
     """Load the presegmenter of `backend` from a model folder (None = shipped default).
 

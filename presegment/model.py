@@ -92,6 +92,11 @@ def build_model(arch: Architecture) -> MaskRCNN:
     return model
 
 
+# the torchvision Mask R-CNN's convolutional and fully connected parts: what runs in reduced precision
+# (workflow.core.precision); anchors, box decoding, RoIAlign and thresholds stay in float32
+REDUCED_PRECISION_PARTS = ("backbone", "rpn.head", "roi_heads.box_head", "roi_heads.box_predictor", "roi_heads.mask_head", "roi_heads.mask_predictor")
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (for model cards)."""
     return sum(p.numel() for p in model.parameters())

@@ -110,6 +110,7 @@ class NucflowConfig:
     method: str = "fast"  # prediction: "classic" (no network), "fast" (Mask R-CNN) or "full" (refined)
     device: str = "auto"  # "auto" (GPU when there is one), "cpu", "cuda", "cuda:1", ...
     channels_last: bool = True  # networks' weights in channels-last order for prediction (faster convolutions)
+    precision: str = "auto"  # networks' convolutions: "auto" (bfloat16 on a CPU with AMX, else float32), "float32", "bfloat16"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -122,6 +123,7 @@ class NucflowConfig:
 
 
 METHODS = ("classic", "fast", "full")
+PRECISIONS = ("auto", "float32", "bfloat16")  # workflow.core.precision
 
 # settings that moved, so that an old configuration file gets told where
 RENAMED = {"full.mrcnn_flips": "views.full", "presegment.detect.flips": "views.fast", "unet.predict.flip_tta": "views.unet (view names)"}
@@ -177,6 +179,8 @@ def check_ranges(cfg: Any, where: str = "") -> None:
             raise InputError(None, f"config key {key!r}: {value!r} is not ordered (low <= high)")
     if isinstance(cfg, NucflowConfig) and cfg.method not in METHODS:
         raise InputError(None, f"config key 'method': {cfg.method!r} is not a method (use {', '.join(METHODS)})")
+    if isinstance(cfg, NucflowConfig) and cfg.precision not in PRECISIONS:
+        raise InputError(None, f"config key 'precision': {cfg.precision!r} is not a precision (use {', '.join(PRECISIONS)})")
     for low_name, high_name in (("min_scale", "max_scale"), ("k_min", "k_max")):
         low, high = getattr(cfg, low_name, None), getattr(cfg, high_name, None)
         if low is not None and high is not None and low > high:

@@ -156,9 +156,12 @@ def input_differences(trained: dict, norm: InputConfig) -> list[str]:
 def load_models(cfg: NucflowConfig, ensemble: bool = True):
     """The networks `cfg` names (presegment.model, and with `ensemble` unet.model; None: the shipped ones),
     loaded once for inference, or a one-line error naming what is missing."""
-    from presegment.backends import load_presegmenter
+    import torch
+
+    from presegment.backends import load_presegmenter, reduced_precision_parts
     from unet_ensemble.storage import load_ensemble
     from workflow.core.modelfiles import device_of
+    from workflow.core.precision import inference_dtype, reduce_precision
     from workflow.full import Models
 
     with model_errors():
@@ -167,11 +170,15 @@ def load_models(cfg: NucflowConfig, ensemble: bool = True):
     for name, model_card in [("presegmenter", card), *((f"U-Net member {i}", c) for i, (_, c) in enumerate(members))]:
         for difference in input_differences(model_card.get("input", {}), cfg.input):
             log.warning("the %s was trained with %s", name, difference)
-    members = [(for_inference(member, cfg.channels_last), member_card) for member, member_card in members]
+    dtype = inference_dtype(cfg.precision, device_of(model))
+    if cfg.precision == "auto" and dtype != torch.float32:
+        log.info("the networks compute in %s on this processor (precision=auto; set precision=float32 to turn it off)", str(dtype).removeprefix("torch."))
+    members = [(reduce_precision(for_inference(member, cfg.channels_last), ("",), dtype), member_card) for member, member_card in members]
     sizes = {float(member_card["target_diameter"]) for _, member_card in members if "target_diameter" in member_card}
     if len(sizes) > 1:
         raise InputError(cfg.unet.model, f"the ensemble's members were trained at different nucleus sizes {sorted(sizes)}; use members of one size")
-    return Models(for_inference(model, cfg.channels_last), float(card["target_diameter"]), members, sizes.pop() if sizes else None)
+    presegmenter = reduce_precision(for_inference(model, cfg.channels_last), reduced_precision_parts(cfg.presegment.backend), dtype)
+    return Models(presegmenter, float(card["target_diameter"]), members, sizes.pop() if sizes else None)
 
 
 def full_segmenter(cfg: NucflowConfig) -> Segmenter:
