@@ -5,7 +5,8 @@ Usage (from the repository root):
         --methods classic fast full --out benchmarks/results/segmentation_val.md
 
 Reports per method the mean DSB score, AP@0.5, F1 and seconds per image (image already
-read; model loading excluded), with the CPU thread count and device named.
+read; model loading excluded), with the CPU thread count and device named. A method may carry
+its own settings after `@` (`full@precision=float32;views.full=[]`): a row of its own, same run.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="folder with images/, masks/, split.csv")
     parser.add_argument("--subset", default="val")
-    parser.add_argument("--methods", nargs="+", default=["classic", "fast", "full"])
+    parser.add_argument("--methods", nargs="+", default=["classic", "fast", "full"], help="METHOD or METHOD@KEY=VALUE;KEY=VALUE")
     parser.add_argument("--model", help="presegmenter model folder (default: shipped)")
     parser.add_argument("--ensemble", help="U-Net ensemble folder for the full path (default: shipped)")
     parser.add_argument("--threads", type=int, default=2)
@@ -45,7 +46,10 @@ def main() -> None:
     pairs, _ = load_annotated(args.data, args.subset, None, cfg.input, args.limit)
     rows = []
     for method in args.methods:
-        scores, seconds = score_segmenter(build_segmenter(method, cfg), pairs)
+        name, _, own = method.partition("@")
+        method_cfg = load_config(overrides=args.overrides + own.split(";")) if own else cfg
+        method_cfg.presegment.model, method_cfg.unet.model = cfg.presegment.model, cfg.unet.model
+        scores, seconds = score_segmenter(build_segmenter(name, method_cfg), pairs)
         means = mean_scores(scores)
         rows.append(f"| {method} | {means['dsb']:.4f} | {means['ap50']:.4f} | {means['f1']:.4f} | {seconds:.2f} |")
         print(rows[-1], flush=True)
