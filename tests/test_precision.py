@@ -12,7 +12,7 @@ from workflow.core import precision
 from workflow.core.files import InputError
 from workflow.core.images import read_image, to_rgb8
 from workflow.core.metrics import score_image
-from workflow.core.precision import ReducedPrecision, inference_dtype, reduce_precision
+from workflow.core.precision import ReducedPrecision, dtype_name, inference_dtype, reduce_precision
 from workflow.predict import build_segmenter
 
 CPU = torch.device("cpu")
@@ -38,6 +38,7 @@ def test_auto_is_bfloat16_only_where_the_processor_computes_it(monkeypatch, nati
     assert inference_dtype("auto", CPU) == (torch.bfloat16 if native else torch.float32)
     assert inference_dtype("float32", CPU) == torch.float32
     assert inference_dtype("bfloat16", CPU) == torch.bfloat16
+    assert [dtype_name(inference_dtype(p, CPU)) for p in ("float32", "bfloat16")] == ["float32", "bfloat16"]
     with pytest.raises(ValueError, match="half"):
         inference_dtype("half", CPU)
 

@@ -161,7 +161,7 @@ def load_models(cfg: NucflowConfig, ensemble: bool = True):
     from presegment.backends import load_presegmenter, reduced_precision_parts
     from unet_ensemble.storage import load_ensemble
     from workflow.core.modelfiles import device_of
-    from workflow.core.precision import inference_dtype, reduce_precision
+    from workflow.core.precision import dtype_name, inference_dtype, reduce_precision
     from workflow.full import Models
 
     with model_errors():
@@ -172,7 +172,7 @@ def load_models(cfg: NucflowConfig, ensemble: bool = True):
             log.warning("the %s was trained with %s", name, difference)
     dtype = inference_dtype(cfg.precision, device_of(model))
     if cfg.precision == "auto" and dtype != torch.float32:
-        log.info("the networks compute in %s on this processor (precision=auto; set precision=float32 to turn it off)", str(dtype).removeprefix("torch."))
+        log.info("the networks compute in %s on this processor (precision=auto; set precision=float32 to turn it off)", dtype_name(dtype))
     members = [(reduce_precision(for_inference(member, cfg.channels_last), ("",), dtype), member_card) for member, member_card in members]
     sizes = {float(member_card["target_diameter"]) for _, member_card in members if "target_diameter" in member_card}
     if len(sizes) > 1:

@@ -30,6 +30,11 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
     raise ValueError(f"unknown precision {precision!r}")
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """ "bfloat16" or "float32": a dtype as the `precision` setting names it (for logs and benchmark tables)."""
+    return str(dtype).removeprefix("torch.")
+
+
 def _as_float32(value: Any) -> Any:
     """Tensors (also inside dicts, lists and tuples) back to float32; everything else as it is."""
     if isinstance(value, torch.Tensor):
