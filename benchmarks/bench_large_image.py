@@ -25,7 +25,7 @@ from workflow.config import load_config
 from workflow.core.files import label_path
 from workflow.core.images import read_image, to_rgb8
 from workflow.core.labels import read_labels
-from workflow.core.precision import dtype_name, inference_dtype
+from workflow.core.precision import dtype_name, precision_dtype
 from workflow.core.runtime import cpu_model, resolve_device
 
 SAMPLE = Path("examples/images/0402a81e75262469925ea893b6706183832e85324f7b1e08e634129f5d522cdd.png")
@@ -60,7 +60,7 @@ def main() -> None:
         status = predict_folder(folder, Path(tmp) / "out", cfg)
         seconds = time.monotonic() - started
         nuclei = int(read_labels(label_path(Path(tmp) / "out", "large")).max()) if status == 0 else 0
-    precision = dtype_name(inference_dtype(cfg.precision, resolve_device(cfg.device)))
+    precision = dtype_name(precision_dtype(cfg.precision, resolve_device(cfg.device)))
     line = (
         f"| {args.method} | {args.side} x {args.side} | {cfg.tiling.tile_size} | {nuclei} | {seconds:.0f} | {before:.0f} | {peak_mib():.0f} |"
         f" {cpu_model()}, {args.threads} threads, {precision}, {time.strftime('%Y-%m-%d')} |"

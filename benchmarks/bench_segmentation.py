@@ -20,7 +20,7 @@ import torch
 from workflow.config import load_config
 from workflow.core.files import write_text
 from workflow.core.metrics import mean_scores
-from workflow.core.precision import dtype_name, inference_dtype
+from workflow.core.precision import dtype_name, precision_dtype
 from workflow.core.runtime import device_name, resolve_device
 from workflow.evaluate import score_segmenter
 from workflow.predict import build_segmenter
@@ -55,7 +55,7 @@ def main() -> None:
         rows.append(f"| {method} | {means['dsb']:.4f} | {means['ap50']:.4f} | {means['f1']:.4f} | {seconds:.2f} |")
         print(rows[-1], flush=True)
     device = device_name(resolve_device(cfg.device))
-    precision = dtype_name(inference_dtype(cfg.precision, resolve_device(cfg.device)))
+    precision = dtype_name(precision_dtype(cfg.precision, resolve_device(cfg.device)))
     report = "\n".join(
         [
             f"# Segmentation benchmark: {args.data.name} {args.subset} ({len(pairs)} images)",

@@ -17,13 +17,14 @@ from torch import nn
 
 from presegment.config import Architecture, DetectConfig, TrainConfig
 from presegment.distill import distillation_losses, freeze_batch_norm
-from presegment.model import build_model, count_parameters
+from presegment.model import REDUCED_PRECISION_PARTS, build_model, count_parameters
 from presegment.predict import segment
 from presegment.storage import save_model
 from workflow.core.augment import CropSampler
 from workflow.core.labels import relabel, remove_small
 from workflow.core.metrics import mean_scores, score_image
 from workflow.core.optim import TrainingRun
+from workflow.core.precision import dtype_name, reduce_precision
 from workflow.core.runtime import device_name
 from workflow.core.tensors import image_tensor
 
@@ -79,12 +80,15 @@ def train(
     groups: list[str] | None = None,
     detect_cfg: DetectConfig | None = None,
     teacher: nn.Module | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> dict:
     """Train, validating every `val_every` iterations; returns the best validation figures.
     `groups` (an image type per training pair) balances the sampling between types.
     Validation detects with `detect_cfg`'s thresholds (the run's own settings; without test-time views, which
     multiply the cost), so the model kept is the best under the settings it will run with.
     With a `teacher` the model learns the teacher's outputs on the crops instead of their masks (`presegment.distill`).
+    `dtype` bfloat16: the parts that compute in it at inference (`REDUCED_PRECISION_PARTS`) train in it too
+    (`workflow.core.precision`; about 1.5x the iterations per minute on a CPU with AMX).
 
     `out_dir/checkpoint.pt` lets a rerun resume; `out_dir/model/` holds the best model.
     `card` (training data description etc.) is written into the model's `model.json`.
@@ -92,7 +96,7 @@ def train(
     out_dir, device = Path(out_dir), torch.device(device)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = (initial_model or build_model(arch)).to(device).train()
+    model = reduce_precision((initial_model or build_model(arch)).to(device).train(), REDUCED_PRECISION_PARTS, dtype)
     if teacher is not None:
         teacher.to(device).eval().requires_grad_(False)
         freeze_batch_norm(model)
@@ -110,7 +114,7 @@ def train(
             freeze_batch_norm(model)
         log.info("validation at %d: DSB %.4f AP50 %.4f", run.iteration, figures["dsb"], figures["ap50"])
         if run.record({"iteration": run.iteration, "minutes": round(run.minutes, 1), **figures}, "dsb"):
-            save_model(out_dir / "model", model, arch, _card(card, cfg, run.state, device, model, len(train_pairs), len(val_subset)))
+            save_model(out_dir / "model", model, arch, _card(card, cfg, run.state, device, dtype, model, len(train_pairs), len(val_subset)))
         run.save_checkpoint()
 
     while not run.finished:
@@ -135,7 +139,7 @@ def train(
     return run.state["best"]
 
 
-def _card(card: dict, cfg: TrainConfig, state: dict, device: torch.device, model: nn.Module, n_train: int, n_val: int) -> dict:
+def _card(card: dict, cfg: TrainConfig, state: dict, device: torch.device, dtype: torch.dtype, model: nn.Module, n_train: int, n_val: int) -> dict:
     """The training part of `model.json`."""
     return {
         **card,
@@ -144,6 +148,7 @@ def _card(card: dict, cfg: TrainConfig, state: dict, device: torch.device, model
             "iterations": state["iteration"],
             "wall_minutes": round(state["elapsed"] / 60, 1),
             "hardware": device_name(device),
+            "precision": dtype_name(dtype),
             "train_images": n_train,
             "settings": asdict(cfg),
         },

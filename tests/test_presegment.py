@@ -10,7 +10,7 @@ from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
 
 from presegment.backends import detectron2_available, load_presegmenter
 from presegment.config import Architecture, DetectConfig, SizeProbe, TrainConfig
-from presegment.model import BACKBONES, build_model
+from presegment.model import BACKBONES, REDUCED_PRECISION_PARTS, build_model
 from presegment.pipeline import estimate_diameter, presegment
 from presegment.predict import Detections, detect, dilate_labels, paint, paste, run_model, segment
 from presegment.storage import load_model, save_model
@@ -249,6 +249,18 @@ def test_heads_learn_from_the_configured_number_of_proposals_per_crop(tiny_run, 
     one_step = TrainConfig(**{**cfg.__dict__, "iterations": 1, "val_every": 1, "box_samples_per_image": 16})
     train(pairs[:2], pairs[2:], arch, one_step, tmp_path, {"target_diameter": 17.0}, initial_model=model)
     assert len(sampled) == one_step.batch_size and max(sampled) == 16
+
+
+def test_training_in_bfloat16_reduces_the_inference_parts_and_says_so(tiny_run, tmp_path):
+    """On an AMX CPU (precision auto) the parts that infer in bfloat16 train in it; boxes and losses stay float32."""
+    _, pairs, arch, cfg, _ = tiny_run
+    model = build_model(arch)
+    one_step = TrainConfig(**{**cfg.__dict__, "iterations": 1, "val_every": 1})
+    train(pairs[:2], pairs[2:], arch, one_step, tmp_path, {"target_diameter": 17.0}, initial_model=model, dtype=torch.bfloat16)
+    assert [model.get_submodule(part).compute_dtype for part in REDUCED_PRECISION_PARTS] == [torch.bfloat16] * len(REDUCED_PRECISION_PARTS)
+    assert getattr(model.roi_heads, "compute_dtype", None) is None
+    card = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert card["training"]["precision"] == "bfloat16" and load_model(tmp_path / "model")[0] is not None
 
 
 def test_backends_by_name(tiny_run):

@@ -26,6 +26,7 @@ from unet_ensemble.predict import predict_maps
 from unet_ensemble.storage import save_member
 from workflow.core.augment import CropSampler
 from workflow.core.optim import TrainingRun
+from workflow.core.precision import compute_in, dtype_name
 from workflow.core.runtime import device_name
 from workflow.core.tensors import image_tensor
 
@@ -115,13 +116,15 @@ def train_member(
     resume: bool = True,
     initial_model: nn.Module | None = None,
     groups: list[str] | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> dict:
     """Train one member; `out_dir/model/` gets the best one, `out_dir/checkpoint.pt` the latest state.
-    `groups` (an image type per training pair) balances the sampling between types."""
+    `groups` (an image type per training pair) balances the sampling between types; `dtype` bfloat16: the network
+    computes in it, as at inference (`workflow.core.precision`; about 2.5x the iterations per minute on a CPU with AMX)."""
     out_dir, device = Path(out_dir), torch.device(device)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = (initial_model or build_unet(arch)).to(device).train()
+    model = compute_in((initial_model or build_unet(arch)).to(device).train(), dtype)
     run = TrainingRun(model, cfg, out_dir, rng, device, resume)
     sampler = CropSampler(train_pairs, cfg.crop_size, rng, cfg.augment, groups)
     running = 0.0
@@ -157,6 +160,7 @@ def train_member(
                     "iterations": run.iteration,
                     "wall_minutes": entry["minutes"],
                     "hardware": device_name(device),
+                    "precision": dtype_name(dtype),
                     "train_images": len(train_pairs),
                     "settings": asdict(cfg),
                 }

@@ -47,6 +47,7 @@ from workflow.core.files import InputError, csv_text, list_images, write_json, w
 from workflow.core.images import InputConfig, adaptation_input, read_input, to_rgb8
 from workflow.core.labels import read_labels, write_labels
 from workflow.core.measure import write_png
+from workflow.core.precision import precision_dtype
 from workflow.core.runtime import resolve_device
 from workflow.replay import SHIPPED_REPLAY, load_replay
 from workflow.training import check_run_origin, initial_model_summary, input_card, training_size
@@ -362,7 +363,7 @@ def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: Nuc
         log.info("stage unet: member %d/%d from %s", index + 1, len(starts), origin["initialised_from"])
         member_dir = run.root / "unet" / f"member-{index}"
         card = {"target_diameter": target, **origin, "input": input_card(cfg), "training_data": {"train_pairs": len(train), "val_pairs": len(val)}}
-        train_member(train, val, arch, settings, sigma, seed, member_dir, card, device, True, model.train())
+        train_member(train, val, arch, settings, sigma, seed, member_dir, card, device, True, model.train(), dtype=precision_dtype(cfg.precision, device))
         publish(member_dir / "model", run.models / "unet" / f"member-{index}")
 
 
@@ -392,7 +393,8 @@ def fine_tune_presegmenter(train: list[Pair], val: list[Pair], run: RunLayout, c
     if start_card is not None:
         card["initial_model"] = initial_model_summary(start_card)
     check_run_origin(run.root / "presegmenter", None if start is None else cfg.presegment.model or DEFAULT_MODEL, target, resume=True)
-    train_presegment_model(train, val, arch, settings, run.root / "presegmenter", card, device, True, start, detect_cfg=cfg.presegment.detect)
+    dtype = precision_dtype(cfg.precision, device)
+    train_presegment_model(train, val, arch, settings, run.root / "presegmenter", card, device, True, start, detect_cfg=cfg.presegment.detect, dtype=dtype)
     publish(run.root / "presegmenter" / "model", run.models / "presegment")
 
 

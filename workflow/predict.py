@@ -161,7 +161,7 @@ def load_models(cfg: NucflowConfig, ensemble: bool = True):
     from presegment.backends import load_presegmenter, reduced_precision_parts
     from unet_ensemble.storage import load_ensemble
     from workflow.core.modelfiles import device_of
-    from workflow.core.precision import dtype_name, inference_dtype, reduce_precision
+    from workflow.core.precision import dtype_name, precision_dtype, reduce_precision
     from workflow.full import Models
 
     with model_errors():
@@ -170,7 +170,7 @@ def load_models(cfg: NucflowConfig, ensemble: bool = True):
     for name, model_card in [("presegmenter", card), *((f"U-Net member {i}", c) for i, (_, c) in enumerate(members))]:
         for difference in input_differences(model_card.get("input", {}), cfg.input):
             log.warning("the %s was trained with %s", name, difference)
-    dtype = inference_dtype(cfg.precision, device_of(model))
+    dtype = precision_dtype(cfg.precision, device_of(model))
     if cfg.precision == "auto" and dtype != torch.float32:
         log.info("the networks compute in %s on this processor (precision=auto; set precision=float32 to turn it off)", dtype_name(dtype))
     members = [(reduce_precision(for_inference(member, cfg.channels_last), ("",), dtype), member_card) for member, member_card in members]

@@ -27,6 +27,7 @@ from workflow.core.images import resize_image, scaled_shape
 from workflow.core.metrics import mean_scores
 from workflow.core.modelfiles import CARD, read_card
 from workflow.core.optim import CHECKPOINT
+from workflow.core.precision import precision_dtype
 from workflow.core.runtime import device_name, resolve_device
 from workflow.evaluate import score_segmenter
 from workflow.predict import fast_segmenter
@@ -193,6 +194,7 @@ def train_presegmenter(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         groups,
         cfg.presegment.detect,
         teacher,
+        precision_dtype(cfg.precision, device),
     )
     fast_path = validate_fast_path(out_dir / "model", data_dir, cfg)
     update_card(out_dir / "model", validation_fast_path=fast_path)
@@ -252,7 +254,21 @@ def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
             log.info("member %d starts from the weights of %s", index + 1, source)
             member_card["initial_model"] = initial_model_summary(source_card)
         results.append(
-            train_member(train_pairs, val_pairs, cfg.unet.architecture, cfg.unet.train, sigma, seed, member_dir, member_card, device, resume, start, groups)
+            train_member(
+                train_pairs,
+                val_pairs,
+                cfg.unet.architecture,
+                cfg.unet.train,
+                sigma,
+                seed,
+                member_dir,
+                member_card,
+                device,
+                resume,
+                start,
+                groups,
+                dtype=precision_dtype(cfg.precision, device),
+            )
         )
         ensemble_member = out_dir / "ensemble" / f"member-{index}"
         if ensemble_member.exists():
