@@ -110,7 +110,7 @@ class NucflowConfig:
     method: str = "fast"  # prediction: "classic" (no network), "fast" (Mask R-CNN) or "full" (refined)
     device: str = "auto"  # "auto" (GPU when there is one), "cpu", "cuda", "cuda:1", ...
     channels_last: bool = True  # networks' weights in channels-last order for prediction (faster convolutions)
-    precision: str = "auto"  # networks' convolutions: "auto" (bfloat16 on a CPU with AMX, else float32), "float32", "bfloat16"
+    precision: str = "auto"  # networks' convolutions, inference and training: "auto" (bfloat16 on a CPU with AMX, else float32), "float32", "bfloat16"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
