@@ -54,8 +54,8 @@ def main() -> None:
         means = mean_scores(scores)
         rows.append(f"| {method} | {means['dsb']:.4f} | {means['ap50']:.4f} | {means['f1']:.4f} | {seconds:.2f} |")
         print(rows[-1], flush=True)
-    device = device_name(resolve_device(cfg.device))
-    precision = dtype_name(precision_dtype(cfg.precision, resolve_device(cfg.device)))
+    resolved = resolve_device(cfg.device)
+    device, precision = device_name(resolved), dtype_name(precision_dtype(cfg.precision, resolved))
     report = "\n".join(
         [
             f"# Segmentation benchmark: {args.data.name} {args.subset} ({len(pairs)} images)",

@@ -88,7 +88,7 @@ def train(
     multiply the cost), so the model kept is the best under the settings it will run with.
     With a `teacher` the model learns the teacher's outputs on the crops instead of their masks (`presegment.distill`).
     `dtype` bfloat16: the parts that compute in it at inference (`REDUCED_PRECISION_PARTS`) train in it too
-    (`workflow.core.precision`; about 1.5x the iterations per minute on a CPU with AMX).
+    (`workflow.core.precision`; 1.3-1.6x the iterations per minute on a CPU with AMX).
 
     `out_dir/checkpoint.pt` lets a rerun resume; `out_dir/model/` holds the best model.
     `card` (training data description etc.) is written into the model's `model.json`.

@@ -359,11 +359,12 @@ def fine_tune_unets(train: list[Pair], val: list[Pair], run: RunLayout, cfg: Nuc
             train, val = [normalise_pair(*pair, own) for pair in train], [normalise_pair(*pair, own) for pair in val]
             target = own
     check_run_origin(run.root / "unet", None if cfg.adapt.from_scratch else folder, target, resume=True)
+    dtype = precision_dtype(cfg.precision, device)
     for index, (model, arch, sigma, seed, origin) in enumerate(starts):
         log.info("stage unet: member %d/%d from %s", index + 1, len(starts), origin["initialised_from"])
         member_dir = run.root / "unet" / f"member-{index}"
         card = {"target_diameter": target, **origin, "input": input_card(cfg), "training_data": {"train_pairs": len(train), "val_pairs": len(val)}}
-        train_member(train, val, arch, settings, sigma, seed, member_dir, card, device, True, model.train(), dtype=precision_dtype(cfg.precision, device))
+        train_member(train, val, arch, settings, sigma, seed, member_dir, card, device, True, model.train(), dtype=dtype)
         publish(member_dir / "model", run.models / "unet" / f"member-{index}")
 
 

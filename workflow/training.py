@@ -243,6 +243,7 @@ def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
     cfg.save(out_dir)
     card = {"target_diameter": target, "input": input_card(cfg), "training_data": training_data_card(data_dir, len(train_pairs), len(val_pairs), groups)}
     device, results = resolve_device(cfg.device), []
+    dtype = precision_dtype(cfg.precision, device)
     for index, (sigma, seed) in enumerate(zip(cfg.unet.sigmas, cfg.unet.seeds)):
         member_dir = out_dir / f"member-{index}"
         log.info("training U-Net member %d/%d (target sigma %.1f, seed %d) on %s", index + 1, len(cfg.unet.seeds), sigma, seed, device)
@@ -267,7 +268,7 @@ def train_unet_ensemble(data_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 resume,
                 start,
                 groups,
-                dtype=precision_dtype(cfg.precision, device),
+                dtype=dtype,
             )
         )
         ensemble_member = out_dir / "ensemble" / f"member-{index}"
