@@ -8,7 +8,8 @@ Usage (from the repository root):
    types (train and val alike) is held out, so no model here ever sees one.
 2. A presegmenter (and with `--methods full` a U-Net ensemble) is trained from scratch on the
    train images of the other types, validated on their val images (`--set` overrides apply, so
-   two recipes can be compared; or pass a trained folder with --before-presegmenter).
+   two recipes can be compared; `--baseline-set` ones apply to this training only, not to the
+   scoring or the adaptation; or pass a trained folder with --before-presegmenter).
 3. Zero-shot: the fast (and full) path scored on the held-out images, per held-out type, and
    on the other types' val images.
 4. With --adapt: `nucflow train` on the held-out images WITHOUT their masks, starting from those
@@ -89,12 +90,21 @@ def main() -> None:
     parser.add_argument("--replay-crops", type=int, default=64, help="crops of the other types' train images in the adaptation's replay sample")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument(
+        "--baseline-set",
+        dest="baseline_overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="setting override for training the zero-shot models only (step 2)",
+    )
     parser.add_argument("--out", type=Path, help="markdown report (default: WORK/report.md)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     setup_logging(0)
     cfg = load_config(overrides=args.overrides)
+    baseline_cfg = load_config(overrides=args.overrides + args.baseline_overrides)
     started = time.monotonic()
     types, split = read_type_table(args.data), read_split(args.data)
     unknown = sorted(set(args.held_out) - set(types.values()))
@@ -108,10 +118,10 @@ def main() -> None:
 
     before = replace(cfg, presegment=replace(cfg.presegment, model=args.before_presegmenter), unet=replace(cfg.unet, model=args.before_ensemble))
     if args.before_presegmenter is None:
-        train_presegmenter(rest, args.work / "before" / "presegment", cfg)
+        train_presegmenter(rest, args.work / "before" / "presegment", baseline_cfg)
         before.presegment.model = str(args.work / "before" / "presegment" / "model")
     if args.before_ensemble is None and "full" in args.methods:
-        train_unet_ensemble(rest, args.work / "before" / "unet", cfg)
+        train_unet_ensemble(rest, args.work / "before" / "unet", baseline_cfg)
         before.unet.model = str(args.work / "before" / "unet" / "ensemble")
     settings = [("zero-shot", before)]
     if args.adapt:
@@ -154,7 +164,7 @@ def main() -> None:
             "",
             f"Machine: {device_name(resolve_device(cfg.device))}, {args.threads} torch threads; {time.strftime('%Y-%m-%d')}, "
             f"{(time.monotonic() - started) / 60:.0f} min in this call.",
-            f"Settings changed from the defaults: {', '.join(args.overrides) or 'none'}.",
+            f"Settings changed from the defaults: {', '.join(args.overrides) or 'none'}; for the models trained here only: {', '.join(args.baseline_overrides) or 'none'}.",
             "",
             "| models | method | images | n | DSB score | AP@0.5 | F1@0.5 | s / image |",
             "|---|---|---|---|---|---|---|---|",
