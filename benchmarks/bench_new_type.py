@@ -162,8 +162,7 @@ def main() -> None:
         [
             f"# Leave-type-out: {', '.join(args.held_out)} held out of {args.data.name} ({len(held_stems)} images)",
             "",
-            f"Machine: {device_name(resolve_device(cfg.device))}, {args.threads} torch threads; {time.strftime('%Y-%m-%d')}, "
-            f"{(time.monotonic() - started) / 60:.0f} min in this call.",
+            f"Machine: {device_name(resolve_device(cfg.device))}; {time.strftime('%Y-%m-%d')}, {(time.monotonic() - started) / 60:.0f} min in this call.",
             f"Settings changed from the defaults: {', '.join(args.overrides) or 'none'}; for the models trained here only: {', '.join(args.baseline_overrides) or 'none'}.",
             "",
             "| models | method | images | n | DSB score | AP@0.5 | F1@0.5 | s / image |",
