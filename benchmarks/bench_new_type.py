@@ -100,6 +100,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="markdown report (default: WORK/report.md)")
     args = parser.parse_args()
+    trains_nothing = args.before_presegmenter is not None and (args.before_ensemble is not None or "full" not in args.methods)
+    if args.baseline_overrides and trains_nothing:
+        parser.error("--baseline-set changes only the models trained here, and the given --before-* folders leave none to train")
 
     torch.set_num_threads(args.threads)
     setup_logging(0)
