@@ -100,8 +100,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="markdown report (default: WORK/report.md)")
     args = parser.parse_args()
-    trains_nothing = args.before_presegmenter is not None and (args.before_ensemble is not None or "full" not in args.methods)
-    if args.baseline_overrides and trains_nothing:
+    trains_presegmenter = args.before_presegmenter is None
+    trains_unets = args.before_ensemble is None and "full" in args.methods
+    if args.baseline_overrides and not (trains_presegmenter or trains_unets):
         parser.error("--baseline-set changes only the models trained here, and the given --before-* folders leave none to train")
 
     torch.set_num_threads(args.threads)
@@ -120,10 +121,10 @@ def main() -> None:
     print(f"held out {', '.join(args.held_out)}: {len(held_stems)} images; training on the other {len(rest_stems)}", flush=True)
 
     before = replace(cfg, presegment=replace(cfg.presegment, model=args.before_presegmenter), unet=replace(cfg.unet, model=args.before_ensemble))
-    if args.before_presegmenter is None:
+    if trains_presegmenter:
         train_presegmenter(rest, args.work / "before" / "presegment", baseline_cfg)
         before.presegment.model = str(args.work / "before" / "presegment" / "model")
-    if args.before_ensemble is None and "full" in args.methods:
+    if trains_unets:
         train_unet_ensemble(rest, args.work / "before" / "unet", baseline_cfg)
         before.unet.model = str(args.work / "before" / "unet" / "ensemble")
     settings = [("zero-shot", before)]
